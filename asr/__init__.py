@@ -1,0 +1,1 @@
+"""Offline speech recognition behind a small Recognizer protocol (vosk engine)."""

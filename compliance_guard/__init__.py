@@ -1,0 +1,1 @@
+"""Compliance guard: rules as data and an atomic check-and-reserve before every contact attempt."""

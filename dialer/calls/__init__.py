@@ -1,0 +1,1 @@
+"""Call lifecycle: outcomes, the per-attempt state machine and its pure transition function."""

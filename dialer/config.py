@@ -1,0 +1,220 @@
+"""Typed configuration: one TOML file, then environment overrides; secrets never printed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialer.errors import ConfigError
+
+
+class Secret:
+    """A password or token: compares and reveals on purpose, never shows in repr/str/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class AmiServerConfig:
+    """One Asterisk server reached over AMI."""
+
+    name: str = "asterisk1"
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "dialer"
+    secret: Secret = field(default_factory=lambda: Secret("dialer"))
+    # Weight for spreading calls over servers; 0 keeps the server connected but undialled.
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    servers: tuple[AmiServerConfig, ...] = (AmiServerConfig(),)
+    connect_timeout_s: float = 5.0
+    action_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class AgiConfig:
+    """Our FastAGI server, which Asterisk's dialer-connect context calls on answer."""
+
+    bind_host: str = "127.0.0.1"
+    port: int = 4573
+    # The address Asterisk must use to reach us (passed to it as channel variable DIALER_AGI).
+    advertise_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DialingConfig:
+    """How an Originate is built. `{number}` is the E.164 number without '+'."""
+
+    channel_template: str = "Local/{number}@debtor-sim"
+    context: str = "dialer-connect"
+    exten: str = "s"
+    priority: int = 1
+    caller_id: str = '"Collections" <8005550100>'
+    # Unanswered calls must ring at least 15 s (FCC); 26 s leaves ~5 rings.
+    ring_timeout_s: float = 26.0
+    use_amd: bool = True
+    record: bool = True
+    recording_dir: str = "/var/spool/asterisk/monitor"
+    # Extra channel variables set on every call.
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """An agent reached as an Asterisk endpoint (e.g. PJSIP/agent1 or Local/agent1@agents)."""
+
+    id: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    name: str = "default"
+    tenant: str = "default"
+    dial_mode: str = "progressive"
+    # A live answer not connected to an agent within this time is abandoned (FCC: 2 s).
+    abandon_after_s: float = 2.0
+    wrap_up_s: float = 10.0
+    max_attempts_per_phone: int = 1
+    # Upper bound on calls in flight, whatever pacing asks.
+    max_channels: int = 200
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("dialer-data")
+    database_url: str = ""
+    redis_url: str = ""
+    node_id: str = "node1"
+    # >1 makes every dialer-side timer (wrap-up, abandon wait, ring timeout) shorter, to match a
+    # simulator that runs faster than real time.
+    time_scale: float = 1.0
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    dialing: DialingConfig = field(default_factory=DialingConfig)
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    agents: tuple[AgentConfig, ...] = ()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dialer.db'}"
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a TOML table, naming the exact key on any error."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(fields))})")
+        kwargs[key] = _convert(fields[key].type, value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _convert(annotation: Any, value: Any, where: str) -> Any:
+    ann = str(annotation)
+    if ann == "Secret":
+        return value if isinstance(value, Secret) else Secret(str(value))
+    if ann == "Path":
+        return Path(str(value))
+    if ann.startswith("tuple[AmiServerConfig"):
+        return tuple(_build(AmiServerConfig, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if ann.startswith("tuple[AgentConfig"):
+        return tuple(_build(AgentConfig, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if ann.startswith("Mapping"):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        return {str(k): str(v) for k, v in value.items()}
+    nested = {
+        "AmiConfig": AmiConfig,
+        "AgiConfig": AgiConfig,
+        "DialingConfig": DialingConfig,
+        "CampaignConfig": CampaignConfig,
+    }
+    if ann in nested:
+        return _build(nested[ann], value, where)
+    expected = {"str": str, "int": int, "float": float, "bool": bool}.get(ann)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not None and not isinstance(value, expected):
+        raise ConfigError(f"{where}: expected {ann}, got {value!r}")
+    return value
+
+
+def _env_overrides(config: Config, env: Mapping[str, str]) -> Config:
+    """Apply environment overrides: DATABASE_URL, REDIS_URL, DIALER_* (documented in README)."""
+    changes: dict[str, Any] = {}
+    if env.get("DATABASE_URL"):
+        changes["database_url"] = env["DATABASE_URL"]
+    if env.get("REDIS_URL"):
+        changes["redis_url"] = env["REDIS_URL"]
+    if env.get("DIALER_DATA_DIR"):
+        changes["data_dir"] = Path(env["DIALER_DATA_DIR"])
+    if env.get("DIALER_NODE_ID"):
+        changes["node_id"] = env["DIALER_NODE_ID"]
+    if env.get("DIALER_TIME_SCALE"):
+        try:
+            changes["time_scale"] = float(env["DIALER_TIME_SCALE"])
+        except ValueError as exc:
+            raise ConfigError(f"DIALER_TIME_SCALE: not a number: {env['DIALER_TIME_SCALE']!r}") from exc
+    secret = env.get("DIALER_AMI_SECRET")
+    if secret:
+        servers = tuple(dataclasses.replace(s, secret=Secret(secret)) for s in config.ami.servers)
+        changes["ami"] = dataclasses.replace(config.ami, servers=servers)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults < TOML file < environment."""
+    env = os.environ if env is None else env
+    config = Config()
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        config = _build(Config, raw, str(path))
+    return _env_overrides(config, env)

@@ -1,0 +1,1 @@
+"""Persistent store: SQLAlchemy models, Alembic migrations, repositories."""

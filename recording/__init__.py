@@ -1,0 +1,1 @@
+"""Recording pipeline: intake of finished call recordings, VAD, transcription jobs and QA checks."""

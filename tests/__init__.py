@@ -1,0 +1,1 @@
+"""Test suite: specifications of the product behaviour."""
