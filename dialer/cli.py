@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.cli", "run the Asterisk simulator standalone (AMI on TCP)"),
     "doctor": ("dialer.doctor", "check the environment: database, AMI, Redis, ASR models"),
     "campaign": ("dialer.campaign_cli", "inspect and change campaigns while they run"),
-    "compliance": ("compliance_guard.cli", "check calls against rules, verify and replay the audit"),
+    "compliance": (
+        "compliance_guard.cli",
+        "check calls against rules, verify and replay the audit",
+    ),
 }
 
 # `dialer bench NAME`: name -> (module, help)
@@ -40,7 +43,7 @@ class CommandModule(Protocol):
 
 def _load(module_name: str) -> CommandModule | None:
     try:
-        module: CommandModule = importlib.import_module(module_name)  # type: ignore[assignment]
+        module: CommandModule = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             return None  # command not built yet in this checkout

@@ -144,7 +144,9 @@ def _build(cls: type[Any], raw: Mapping[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(fields))})")
+            raise ConfigError(
+                f"{where}.{key}: unknown setting (known: {', '.join(sorted(fields))})"
+            )
         kwargs[key] = _convert(fields[key].type, value, f"{where}.{key}")
     try:
         return cls(**kwargs)
@@ -197,7 +199,9 @@ def _env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         try:
             changes["time_scale"] = float(env["DIALER_TIME_SCALE"])
         except ValueError as exc:
-            raise ConfigError(f"DIALER_TIME_SCALE: not a number: {env['DIALER_TIME_SCALE']!r}") from exc
+            raise ConfigError(
+                f"DIALER_TIME_SCALE: not a number: {env['DIALER_TIME_SCALE']!r}"
+            ) from exc
     secret = env.get("DIALER_AMI_SECRET")
     if secret:
         servers = tuple(dataclasses.replace(s, secret=Secret(secret)) for s in config.ami.servers)

@@ -16,7 +16,9 @@ def mask_phone(number: str) -> str:
     if len(digits) <= 4:
         return "*" * len(digits)
     keep_head = min(4, len(digits) - 4)
-    masked = "".join(digits[:keep_head]) + "*" * (len(digits) - keep_head - 2) + "".join(digits[-2:])
+    masked = (
+        "".join(digits[:keep_head]) + "*" * (len(digits) - keep_head - 2) + "".join(digits[-2:])
+    )
     return ("+" if number.strip().startswith("+") else "") + masked
 
 
@@ -28,7 +30,9 @@ def mask_phones_in(text: str) -> str:
 class CallLog(logging.LoggerAdapter[logging.Logger]):
     """Logger adapter that prefixes campaign and attempt ids to every message."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
         return f"[campaign={extra.get('campaign')} attempt={extra.get('attempt')}] {msg}", kwargs
 
