@@ -1,0 +1,287 @@
+"""One call attempt's state machine: AMI events in, effects out; pure and clock-injected.
+
+All channels of one Originate share a Linkedid (the ChannelId we set), agent legs included, so a
+call collects every event carrying its Linkedid. Asterisk does not order the events of the two
+Local halves (trace fact 21), so the outcome is decided from the facts gathered once the call has
+both its OriginateResponse and no live channel left, never from one event.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+from dialer.ami.protocol import Message
+from dialer.calls.models import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class CallState(enum.Enum):
+    ORIGINATING = "originating"  # Originate sent, no channel seen yet
+    RINGING = "ringing"
+    ANSWERED = "answered"  # far end up: AMD / FastAGI routing in progress
+    CONNECTED = "connected"  # bridged with an agent
+    ENDED = "ended"
+
+
+# Legal transitions; anything else is a bug or a reordering we must not act on.
+_ALLOWED: dict[CallState, frozenset[CallState]] = {
+    CallState.ORIGINATING: frozenset({CallState.RINGING, CallState.ANSWERED, CallState.ENDED}),
+    CallState.RINGING: frozenset({CallState.ANSWERED, CallState.ENDED}),
+    CallState.ANSWERED: frozenset({CallState.CONNECTED, CallState.ENDED}),
+    CallState.CONNECTED: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+}
+
+# Q.850 causes that mean "this number does not exist / cannot be reached as dialled".
+_INVALID_CAUSES = frozenset({1, 2, 3, 22, 28})
+_NO_ANSWER_CAUSES = frozenset({18, 19})
+_BUSY_CAUSES = frozenset({17})
+_CONGESTION_CAUSES = frozenset({34, 38, 41, 42, 44})
+
+# OriginateResponse Reason = the last AST_CONTROL_* frame on the outgoing channel.
+_REASON_OUTCOME = {3: Outcome.NO_ANSWER, 5: Outcome.BUSY, 8: Outcome.CONGESTION}
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    at: float
+    agent_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    at: float
+    outcome: Outcome
+    abandoned: bool
+    hangup_cause: int | None
+
+
+Effect = Answered | Connected | Ended
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything learned about one Originate; `linkedid` is the ChannelId we chose."""
+
+    attempt_id: int
+    linkedid: str
+    server: str
+    dialed_at: float
+    abandon_after_s: float = 2.0
+    state: CallState = CallState.ORIGINATING
+    originate_action_id: str | None = None
+    originate_result: str | None = None  # "Success" | "Failure"
+    reason: int | None = None
+    answered_at: float | None = None
+    greeting_done_at: float | None = None  # AMD verdict time: the 2 s rule runs from here
+    connected_at: float | None = None
+    ended_at: float | None = None
+    amd_status: str | None = None
+    route: str | None = None
+    agent_id: str | None = None
+    recording_file: str | None = None
+    channel: str | None = None  # the debtor-side ;1 channel
+    live_channels: set[str] = field(default_factory=set)
+    seen_channel: bool = False
+    causes: dict[str, int] = field(default_factory=dict)
+    outcome: Outcome | None = None
+    abandoned: bool = False
+
+    def _set_state(self, new: CallState) -> bool:
+        if new is self.state:
+            return False
+        if new not in _ALLOWED[self.state]:
+            log.debug("x call %s: ignored %s -> %s", self.attempt_id, self.state.value, new.value)
+            return False
+        log.debug("= call %s: %s -> %s", self.attempt_id, self.state.value, new.value)
+        self.state = new
+        return True
+
+    @property
+    def in_flight(self) -> bool:
+        """Counts against pacing: dialled and not yet with an agent or ended."""
+        return self.state in (CallState.ORIGINATING, CallState.RINGING, CallState.ANSWERED)
+
+
+def apply_event(call: Call, msg: Message, now: float) -> list[Effect]:
+    """Apply one AMI event belonging to `call`; return what the owner must act on."""
+    if call.state is CallState.ENDED:
+        return []
+    handler = _HANDLERS.get(msg.fields.get("Event", ""))
+    if handler is None:
+        return []
+    effects = handler(call, msg.fields, now)
+    return effects + _maybe_end(call, now)
+
+
+def _is_debtor_leg(call: Call, channel: str) -> bool:
+    return call.channel is not None and channel == call.channel
+
+
+def _on_newchannel(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    channel = f.get("Channel", "")
+    call.live_channels.add(channel)
+    call.seen_channel = True
+    if call.channel is None and f.get("Uniqueid") == call.linkedid:
+        call.channel = channel
+    return []
+
+
+def _on_newstate(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    if not _is_debtor_leg(call, f.get("Channel", "")):
+        return []
+    desc = f.get("ChannelStateDesc")
+    if desc == "Ringing":
+        call._set_state(CallState.RINGING)
+    elif desc == "Up":
+        return _answer(call, now)
+    return []
+
+
+def _answer(call: Call, now: float) -> list[Effect]:
+    if call._set_state(CallState.ANSWERED):
+        call.answered_at = now
+        return [Answered(now)]
+    return []
+
+
+def _on_dial_state(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    # The Originate's own Dial* events carry only Dest* fields (fact 17).
+    if "Channel" in f or f.get("DestUniqueid") != call.linkedid:
+        return []
+    status = f.get("DialStatus")
+    if status == "RINGING":
+        call._set_state(CallState.RINGING)
+    elif status == "ANSWER":
+        return _answer(call, now)
+    return []
+
+
+def _on_originate_response(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    call.originate_result = f.get("Response")
+    try:
+        call.reason = int(f.get("Reason", ""))
+    except ValueError:
+        call.reason = None
+    if call.originate_result == "Success":
+        if call.channel is None:
+            call.channel = f.get("Channel")
+        return _answer(call, now)
+    return []
+
+
+def _on_varset(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    if not _is_debtor_leg(call, f.get("Channel", "")):
+        return []
+    name = f.get("Variable")
+    value = f.get("Value", "")
+    if name == "AMDSTATUS":
+        call.amd_status = value
+        call.greeting_done_at = now
+    elif name == "ROUTE":
+        call.route = value
+    elif name == "TARGET_AGENT":
+        call.agent_id = value or None
+    elif name == "RECORDING_FILE":
+        call.recording_file = value or None
+    return []
+
+
+def _on_bridge_enter(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    # The debtor leg entering a bridge with someone already in it is the moment of connection.
+    try:
+        in_bridge = int(f.get("BridgeNumChannels") or 0)
+    except ValueError:
+        in_bridge = 0
+    if _is_debtor_leg(call, f.get("Channel", "")) and in_bridge >= 2:
+        if call.state is CallState.RINGING or call.state is CallState.ORIGINATING:
+            _answer(call, now)
+        if call._set_state(CallState.CONNECTED):
+            call.connected_at = now
+            return [Connected(now, call.agent_id)]
+    return []
+
+
+def _on_hangup(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+    channel = f.get("Channel", "")
+    call.live_channels.discard(channel)
+    try:
+        call.causes[channel] = int(f.get("Cause", "0"))
+    except ValueError:
+        call.causes[channel] = 0
+    return []
+
+
+_HANDLERS = {
+    "Newchannel": _on_newchannel,
+    "Newstate": _on_newstate,
+    "DialState": _on_dial_state,
+    "DialEnd": _on_dial_state,
+    "OriginateResponse": _on_originate_response,
+    "VarSet": _on_varset,
+    "BridgeEnter": _on_bridge_enter,
+    "Hangup": _on_hangup,
+}
+
+
+def _maybe_end(call: Call, now: float) -> list[Effect]:
+    if call.originate_result is None or call.live_channels:
+        return []
+    if call.originate_result == "Success" and not call.seen_channel:
+        return []  # channel events still to come
+    return [end_call(call, now, classify(call))]
+
+
+def end_call(call: Call, now: float, outcome: Outcome) -> Ended:
+    """Close the call with `outcome` (also used by reconciliation after a drop or a crash)."""
+    call._set_state(CallState.ENDED)
+    call.ended_at = now
+    call.outcome = outcome
+    call.abandoned = outcome is Outcome.ANSWERED and _was_abandoned(call)
+    return Ended(now, outcome, call.abandoned, _main_cause(call))
+
+
+def _was_abandoned(call: Call) -> bool:
+    """A live answer not connected to an agent within the window after the greeting."""
+    start = call.greeting_done_at or call.answered_at
+    if start is None:
+        return False
+    if call.connected_at is None:
+        # A person who hung up inside the window was not abandoned by us.
+        end = call.ended_at if call.ended_at is not None else start
+        return end - start > call.abandon_after_s
+    return call.connected_at - start > call.abandon_after_s
+
+
+def _main_cause(call: Call) -> int | None:
+    """The meaningful Q.850 cause: the ;1 half says 0 on busy/congestion (fact 22)."""
+    nonzero = [c for c in call.causes.values() if c]
+    return nonzero[0] if nonzero else (next(iter(call.causes.values()), None))
+
+
+def classify(call: Call) -> Outcome:
+    """Network outcome from what the call has gathered. Reason first, causes second (fact 22)."""
+    if call.originate_result == "Success" or call.answered_at is not None:
+        if call.amd_status == "MACHINE":
+            return Outcome.MACHINE
+        return Outcome.ANSWERED
+    if call.reason in _REASON_OUTCOME:
+        return _REASON_OUTCOME[call.reason]
+    causes = set(call.causes.values())
+    if causes & _INVALID_CAUSES:
+        return Outcome.INVALID_NUMBER
+    if causes & _BUSY_CAUSES:
+        return Outcome.BUSY
+    if causes & _CONGESTION_CAUSES:
+        return Outcome.CONGESTION
+    if causes & _NO_ANSWER_CAUSES:
+        return Outcome.NO_ANSWER
+    return Outcome.FAILED

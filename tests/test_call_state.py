@@ -1,0 +1,155 @@
+"""The call state machine classifies real Asterisk 20.20.1 calls the way a collector would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialer.ami.protocol import Message
+from dialer.ami.traces import read_trace
+from dialer.calls.models import Outcome
+from dialer.calls.state import Call, CallState, Ended
+from dialer.calls.table import CallTable
+
+
+def replay(path: Path, abandon_after_s: float = 2.0) -> dict[str, Call]:
+    """Originate every call of a capture through a CallTable; return calls by ActionID."""
+    table = CallTable()
+    calls: dict[str, Call] = {}
+    ended: dict[str, Ended] = {}
+    for item in read_trace(path):
+        msg = item.message
+        if item.direction == "C>S":
+            if msg.action == "Originate":
+                channel_id = msg.get("ChannelId")
+                call = Call(
+                    attempt_id=len(calls) + 1,
+                    linkedid=channel_id or "",
+                    server="ast1",
+                    dialed_at=item.at,
+                    abandon_after_s=abandon_after_s,
+                    originate_action_id=msg.action_id,
+                )
+                table.add(call, None if channel_id else msg.get("Channel"))
+                calls[msg.action_id or ""] = call
+            continue
+        result = table.dispatch(msg, item.at)
+        if result is None:
+            continue
+        call, effects = result
+        for effect in effects:
+            if isinstance(effect, Ended):
+                ended[call.originate_action_id or ""] = effect
+                table.remove(call)
+    return calls
+
+
+def _one(traces_dir: Path, name: str) -> Call:
+    [call] = replay(traces_dir / name).values()
+    return call
+
+
+def test_answered_call_is_connected_to_the_agent_within_the_window(traces_dir: Path) -> None:
+    call = _one(traces_dir, "ami_originate_answered.log")
+    assert call.state is CallState.ENDED
+    assert call.outcome is Outcome.ANSWERED
+    assert call.connected_at is not None and call.answered_at is not None
+    assert call.connected_at - call.answered_at == pytest.approx(1.06, abs=0.01)
+    assert not call.abandoned
+    assert call.channel == "Local/15550001@debtor-sim-00000000;1"
+
+
+def test_busy_is_classified_from_the_reason_not_the_first_half_cause(traces_dir: Path) -> None:
+    for name in ("ami_originate_busy.log", "ami_originate_busy_channelid.log"):
+        call = _one(traces_dir, name)
+        assert call.outcome is Outcome.BUSY, name
+        assert call.reason == 5
+        assert 0 in call.causes.values() and 17 in call.causes.values()
+
+
+def test_ring_timeout_is_a_no_answer_even_without_dial_end(traces_dir: Path) -> None:
+    call = _one(traces_dir, "ami_originate_noanswer.log")
+    assert call.outcome is Outcome.NO_ANSWER
+    assert call.ended_at is not None and call.ended_at - call.dialed_at == pytest.approx(
+        15.44, abs=0.01
+    )
+
+
+def test_human_detected_by_amd_counts_from_the_end_of_the_greeting(traces_dir: Path) -> None:
+    call = _one(traces_dir, "ami_originate_human_amd.log")
+    assert call.outcome is Outcome.ANSWERED
+    assert call.amd_status == "HUMAN"
+    assert call.greeting_done_at is not None and call.answered_at is not None
+    assert call.greeting_done_at > call.answered_at
+    assert call.connected_at is not None and not call.abandoned
+
+
+def test_batch_of_six_originates_gets_every_outcome_right(traces_dir: Path) -> None:
+    calls = replay(traces_dir / "ami_originate_batch.log")
+    outcomes = {action_id[-4:]: call.outcome for action_id, call in calls.items()}
+    assert outcomes == {
+        "L101": Outcome.ANSWERED,
+        "L102": Outcome.BUSY,
+        "L103": Outcome.NO_ANSWER,
+        # Ending 4 is an answering machine, but without AMD the dialer hears a live answer.
+        "L104": Outcome.ANSWERED,
+        "L105": Outcome.CONGESTION,
+        "L100": Outcome.INVALID_NUMBER,
+    }
+    assert all(c.state is CallState.ENDED for c in calls.values())
+
+
+def test_queue_routed_call_is_connected_when_the_bridge_forms(traces_dir: Path) -> None:
+    call = _one(traces_dir, "ami_originate_queue.log")
+    assert call.outcome is Outcome.ANSWERED and call.connected_at is not None
+
+
+def test_call_the_dialer_hangs_up_from_agi_is_answered_and_never_connected(
+    traces_dir: Path,
+) -> None:
+    call = _one(traces_dir, "ami_originate_agi_hangup.log")
+    assert call.outcome is Outcome.ANSWERED
+    assert call.connected_at is None
+    assert call.route == "hangup"
+
+
+def test_live_answer_left_waiting_past_the_window_is_abandoned() -> None:
+    call = Call(attempt_id=1, linkedid="n1-1", server="a", dialed_at=0.0, abandon_after_s=2.0)
+    table = CallTable()
+    table.add(call)
+    ch = "Local/1555@debtor-sim-00000001;1"
+    events = [
+        (0.0, {"Event": "Newchannel", "Channel": ch, "Uniqueid": "n1-1", "Linkedid": "n1-1"}),
+        (3.0, {"Event": "Newstate", "Channel": ch, "ChannelStateDesc": "Up", "Linkedid": "n1-1"}),
+        (
+            3.0,
+            {
+                "Event": "OriginateResponse",
+                "Response": "Success",
+                "Uniqueid": "n1-1",
+                "Reason": "4",
+            },
+        ),
+        (
+            5.5,
+            {
+                "Event": "VarSet",
+                "Channel": ch,
+                "Variable": "ROUTE",
+                "Value": "abandon",
+                "Linkedid": "n1-1",
+            },
+        ),
+        (9.0, {"Event": "Hangup", "Channel": ch, "Cause": "16", "Linkedid": "n1-1"}),
+    ]
+    for at, fields in events:
+        table.dispatch(Message(fields), at)
+    assert call.outcome is Outcome.ANSWERED
+    assert call.abandoned
+    assert call.route == "abandon"
+
+
+def test_events_of_other_calls_are_ignored() -> None:
+    table = CallTable()
+    assert table.dispatch(Message({"Event": "Hangup", "Linkedid": "someone-else"}), 1.0) is None
