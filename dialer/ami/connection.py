@@ -12,7 +12,8 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from dialer.ami.client import (
     ActionIds,
@@ -256,7 +257,7 @@ class AmiConnection:
             self._writer.close()
             self._writer = None
 
-    async def send(
+    def submit(
         self,
         action: str,
         fields: Iterable[tuple[str, str]] = (),
@@ -265,16 +266,31 @@ class AmiConnection:
         check: bool = True,
         require_up: bool = True,
         timeout: float | None = None,
-    ) -> Reply:
-        """Send one action and await its reply. Raises AmiConnectionLost if the link is down or
-        drops before the reply (the action is never re-sent), AmiTimeout, or AmiActionError
-        (`check=True` and Asterisk answered `Response: Error`)."""
+    ) -> tuple[str, Coroutine[Any, Any, Reply]]:
+        """Write one action now; return its ActionID and an awaitable for the reply.
+
+        The ActionID is known before any reply can arrive, so the caller can route events
+        carrying it (OriginateResponse) from the first byte. Raises AmiConnectionLost at once if
+        the link is down; the awaitable raises AmiConnectionLost if the link drops before the
+        reply (the action is never re-sent), AmiTimeout, or AmiActionError (`check=True` and
+        Asterisk answered `Response: Error`).
+        """
         if self._writer is None or (require_up and not self.is_up):
             raise AmiConnectionLost(f"{self.server.name}: not connected")
         action_id, data = self._core.build_action(action, fields, expects_list=expects_list)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._futures[action_id] = future
         self._writer.write(data)
+        return action_id, self._await_reply(action, action_id, future, check, timeout)
+
+    async def _await_reply(
+        self,
+        action: str,
+        action_id: str,
+        future: asyncio.Future[Reply],
+        check: bool,
+        timeout: float | None,
+    ) -> Reply:
         try:
             async with asyncio.timeout(timeout or self._settings.action_timeout_s):
                 reply = await future
@@ -285,6 +301,27 @@ class AmiConnection:
         if check and not reply.ok:
             raise AmiActionError(action, reply.message)
         return reply
+
+    async def send(
+        self,
+        action: str,
+        fields: Iterable[tuple[str, str]] = (),
+        *,
+        expects_list: bool = False,
+        check: bool = True,
+        require_up: bool = True,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send one action and await its reply (see `submit` for the errors)."""
+        _, reply = self.submit(
+            action,
+            fields,
+            expects_list=expects_list,
+            check=check,
+            require_up=require_up,
+            timeout=timeout,
+        )
+        return await reply
 
     async def close(self) -> None:
         """Log off politely if connected, then stop the reconnect loop."""

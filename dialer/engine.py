@@ -1,0 +1,780 @@
+"""The campaign engine: hopper -> guard -> pacing -> Originate -> call events -> store and agents.
+
+One engine runs one campaign on one node. It owns the calls in flight (CallTable), the agent
+sessions (AgentPool), one AMI connection per Asterisk server and the FastAGI `connect` router.
+Dialling pauses while no server is up or while a reconnected server is being re-read
+(CoreShowChannels); an Originate is never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from agi.connect import AnsweredCall, ConnectScript, RouteDecision
+from agi.server import FastAgiServer
+from dialer.agents import AgentPool, AgentState
+from dialer.ami.connection import AmiConnection, LinkState
+from dialer.ami.protocol import Message
+from dialer.calls.models import AttemptStatus, Outcome
+from dialer.calls.state import (
+    Answered,
+    Call,
+    CallState,
+    Connected,
+    Effect,
+    Ended,
+    end_call,
+)
+from dialer.calls.table import CallTable
+from dialer.config import AmiServerConfig, Config
+from dialer.errors import AmiActionError, AmiConnectionLost, AmiError, AmiTimeout
+from dialer.logsafe import call_log, mask_phone
+from dialer.store import attempts as repo
+from dialer.store.db import Store
+from pacing.models import AgentCallEnded, AnswerKind, CallOutcome, PacingState
+
+log = logging.getLogger(__name__)
+
+
+class PacerLike(Protocol):
+    def calls_to_place(self, state: PacingState) -> int: ...
+
+    def observe(self, event: CallOutcome | AgentCallEnded) -> None: ...
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The compliance gate's answer for one candidate."""
+
+    allowed: bool
+    reservation_id: str | None = None
+    reason: str = ""
+    next_allowed_at: datetime | None = None
+
+
+class AttemptGate(Protocol):
+    """Checks and reserves an attempt before the Originate (the compliance guard's seam)."""
+
+    def reserve(self, candidate: repo.DialCandidate, now: datetime) -> GateDecision: ...
+
+    def release(self, reservation_id: str, now: datetime) -> None: ...
+
+    def record_outcome(
+        self, reservation_id: str, outcome: Outcome, connected: bool, now: datetime
+    ) -> None: ...
+
+
+@dataclass
+class LiveCall:
+    """Engine-side companions of a Call: what the store and the guard need to hear about it."""
+
+    call: Call
+    candidate: repo.DialCandidate
+    reservation_id: str | None
+    waiting_since: float | None = None
+
+
+@dataclass
+class EngineStats:
+    originates_sent: int = 0
+    originate_errors: int = 0
+    denied_by_gate: int = 0
+    reconciled_unknown: int = 0
+    adopted: int = 0
+    resyncs: int = 0
+    ended: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Live figures for the progress line and the supervisor."""
+
+    ringing: int
+    answered_waiting: int
+    connected: int
+    agents_ready: int
+    agents_busy: int
+    agents_wrap_up: int
+    attempts: int
+    ended: int
+    servers_up: int
+
+
+class CampaignEngine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        tenant_id: int,
+        campaign_id: int,
+        pacer: PacerLike,
+        gate: AttemptGate,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tenant_id = tenant_id
+        self.campaign_id = campaign_id
+        self.pacer = pacer
+        self.gate = gate
+        self.clock = clock
+        self.wallclock = wallclock
+        self.rng = rng or random.Random()
+        self.scale = config.time_scale if config.time_scale > 0 else 1.0
+        self.table = CallTable()
+        self.live: dict[int, LiveCall] = {}
+        self.agents = AgentPool(config.agents)
+        self.stats = EngineStats()
+        self.connections: dict[str, AmiConnection] = {}
+        self._resyncing: set[str] = set()
+        self._needs_resync: set[str] = set()
+        self._hopper: deque[repo.DialCandidate] = deque()
+        self._hopper_exhausted = False
+        self._skipped_phones: set[int] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.agi: FastAgiServer | None = None
+        self.started_at = 0.0
+        self.finished_at = 0.0
+        self._stop_at: float | None = None
+
+    # ----- time helpers: dialer timers shrink with the simulator's time scale -----
+
+    def _wall(self, seconds: float) -> float:
+        return seconds / self.scale
+
+    def _now_dt(self) -> datetime:
+        return self.wallclock()
+
+    # ----- lifecycle -----
+
+    async def run(
+        self, stop: asyncio.Event, progress: Callable[[Snapshot], None] | None = None
+    ) -> None:
+        """Dial until the list is exhausted and every call has ended, or until `stop` is set
+        (then no new dials; calls in progress finish)."""
+        self.started_at = self.clock()
+        self.agi = FastAgiServer(
+            {"connect": ConnectScript(self)},
+            host=self.config.agi.bind_host,
+            port=self.config.agi.port,
+        )
+        await self.agi.start()
+        try:
+            for server in self.config.ami.servers:
+                conn = AmiConnection(
+                    server,
+                    self.config.ami,
+                    on_event=self._on_event,
+                    on_state=self._on_link_state,
+                    rng=self.rng,
+                    id_prefix=f"{self.config.node_id}",
+                )
+                self.connections[server.name] = conn
+                self._spawn(self._run_connection(conn), f"ami-{server.name}")
+            await self._wait_any_server_up()
+            await self._recover_previous_run()
+            self.agents.log_in_all(self.clock())
+            last_progress = 0.0
+            tick = min(0.25, max(0.02, 1.0 / self.scale))
+            while True:
+                if stop.is_set() and not self._stopping:
+                    log.info(
+                        "= campaign %s: stop requested; letting %d call(s) finish",
+                        self.campaign_id,
+                        len(self.live),
+                    )
+                    self._stopping = True
+                await self._resync_pending()
+                self._watchdog()
+                if not self._stopping and self._dialling_allowed():
+                    self._place_calls()
+                if self._done():
+                    break
+                now = self.clock()
+                if progress is not None and now - last_progress >= 1.0:
+                    last_progress = now
+                    progress(self.snapshot())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(tick):
+                        await stop.wait()
+                if self._stopping and self.clock() - self._stop_started() > self._drain_limit():
+                    self._abandon_tracking("drain time exceeded")
+                    break
+            if progress is not None:
+                progress(self.snapshot())
+        finally:
+            self.finished_at = self.clock()
+            self.agents.log_out_all(self.finished_at)
+            for conn in self.connections.values():
+                await conn.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.agi.close()
+
+    def _stop_started(self) -> float:
+        if self._stop_at is None:
+            self._stop_at = self.clock()
+        return self._stop_at
+
+    def _drain_limit(self) -> float:
+        # Longest plausible call: ring timeout + a long conversation, in wall seconds.
+        return self._wall(self.config.dialing.ring_timeout_s + 3600)
+
+    def _done(self) -> bool:
+        if self.live:
+            return False
+        return self._stopping or (self._hopper_exhausted and not self._hopper)
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("x task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _run_connection(self, conn: AmiConnection) -> None:
+        with contextlib.suppress(AmiError):
+            await conn.run()
+
+    async def _wait_any_server_up(self) -> None:
+        deadline = self.clock() + self.config.ami.connect_timeout_s * 3
+        while not any(c.is_up for c in self.connections.values()):
+            if self.clock() > deadline:
+                raise AmiConnectionLost(
+                    "no Asterisk server reachable: "
+                    + ", ".join(f"{s.name} {s.host}:{s.port}" for s in self.config.ami.servers)
+                )
+            await asyncio.sleep(0.05)
+
+    # ----- AMI link state -----
+
+    def _on_link_state(self, server: str, state: LinkState) -> None:
+        if state is LinkState.UP:
+            # Events were lost while the link was down: re-read Asterisk before dialling again.
+            if self.stats.originates_sent or self.live:
+                self._needs_resync.add(server)
+                self._resyncing.add(server)
+        elif state is LinkState.DOWN:
+            self._resyncing.add(server)
+
+    def _dialling_allowed(self) -> bool:
+        return any(c.is_up and name not in self._resyncing for name, c in self.connections.items())
+
+    async def _resync_pending(self) -> None:
+        for server in list(self._needs_resync):
+            conn = self.connections[server]
+            if not conn.is_up:
+                continue
+            self._needs_resync.discard(server)
+            try:
+                await self._resync(conn)
+            except AmiError as exc:
+                log.warning("x resync %s failed (%s); will retry", server, exc)
+                self._needs_resync.add(server)
+                continue
+            self._resyncing.discard(server)
+        for server, conn in self.connections.items():
+            if conn.is_up and server not in self._needs_resync:
+                self._resyncing.discard(server)
+
+    async def _live_channels(self, conn: AmiConnection) -> dict[str, list[Message]]:
+        """Channels alive on one server, grouped by Linkedid."""
+        reply = await conn.send("CoreShowChannels", expects_list=True)
+        by_linkedid: dict[str, list[Message]] = {}
+        for item in reply.items:
+            by_linkedid.setdefault(item.get("Linkedid") or "", []).append(item)
+        return by_linkedid
+
+    async def _resync(self, conn: AmiConnection) -> None:
+        """Rebuild every call of this server from CoreShowChannels after a reconnect."""
+        self.stats.resyncs += 1
+        channels = await self._live_channels(conn)
+        now = self.clock()
+        for live in list(self.live.values()):
+            call = live.call
+            if call.server != conn.server.name:
+                continue
+            items = channels.get(call.linkedid)
+            if items:
+                self._adopt_channels(call, items, now)
+            else:
+                # It ended while we were not listening; keep what we know for sure.
+                outcome = Outcome.ANSWERED if call.answered_at is not None else Outcome.UNKNOWN
+                if call.amd_status == "MACHINE":
+                    outcome = Outcome.MACHINE
+                self._apply_effects(live, [end_call(call, now, outcome)])
+        log.info(
+            "= resync %s: %d call(s) alive after reconnect",
+            conn.server.name,
+            sum(1 for lc in self.live.values() if lc.call.server == conn.server.name),
+        )
+
+    def _adopt_channels(self, call: Call, items: list[Message], now: float) -> None:
+        call.live_channels = {i.get("Channel") or "" for i in items}
+        call.seen_channel = True
+        if call.originate_result is None:
+            # The OriginateResponse may have been lost; let the channels decide the end.
+            call.originate_result = "Success"
+        for item in items:
+            if item.get("Uniqueid") == call.linkedid:
+                call.channel = item.get("Channel")
+                if item.get("ChannelStateDesc") == "Up" and call.answered_at is None:
+                    call.answered_at = now
+                    call.state = CallState.ANSWERED
+                if item.get("BridgeId") and call.connected_at is None:
+                    call.connected_at = now
+                    call.state = CallState.CONNECTED
+
+    def _watchdog(self) -> None:
+        """A call with no channel long after its ring timeout never left Asterisk: close it."""
+        now = self.clock()
+        limit = self._wall(self.config.dialing.ring_timeout_s + 60)
+        for live in list(self.live.values()):
+            call = live.call
+            if (
+                call.state is CallState.ORIGINATING
+                and not call.seen_channel
+                and now - call.dialed_at > limit
+            ):
+                self._apply_effects(live, [end_call(call, now, Outcome.UNKNOWN)])
+
+    def _abandon_tracking(self, why: str) -> None:
+        now = self.clock()
+        for live in list(self.live.values()):
+            log.warning("x attempt %s: %s; outcome unknown", live.call.attempt_id, why)
+            self._apply_effects(live, [end_call(live.call, now, Outcome.UNKNOWN)])
+
+    # ----- crash recovery -----
+
+    async def _recover_previous_run(self) -> None:
+        """Attempts left in progress by a killed process: adopt the live ones, close the rest."""
+        stale = repo.attempts_in_progress(self.store, node_id=self.config.node_id)
+        if not stale:
+            return
+        channels: dict[str, list[Message]] = {}
+        for conn in self.connections.values():
+            if conn.is_up:
+                with contextlib.suppress(AmiError):
+                    channels.update(await self._live_channels(conn))
+        now = self.clock()
+        now_dt = self._now_dt()
+        for row in stale:
+            items = channels.get(row.uniqueid or "") if row.uniqueid else None
+            if items and row.campaign_id == self.campaign_id:
+                call = Call(
+                    row.id,
+                    row.uniqueid or "",
+                    row.server,
+                    now,
+                    self.config.campaign.abandon_after_s,
+                )
+                call.agent_id = row.agent_id
+                candidate = repo.DialCandidate(
+                    row.debtor_id, row.debt_id, row.phone_id, "", "", None, ""
+                )
+                live = LiveCall(call, candidate, None)
+                self.live[row.id] = live
+                self.table.add(call)
+                self._adopt_channels(call, items, now)
+                self.stats.adopted += 1
+                continue
+            outcome = Outcome.ANSWERED if row.answered_at is not None else Outcome.UNKNOWN
+            repo.update_attempt(
+                self.store,
+                row.id,
+                repo.AttemptChange(
+                    status=AttemptStatus.ENDED, outcome=outcome, hungup_at=row.hungup_at or now_dt
+                ),
+            )
+            self.stats.reconciled_unknown += outcome is Outcome.UNKNOWN
+        log.info(
+            "= recovery: %d attempt(s) from a previous run; %d still live and adopted",
+            len(stale),
+            self.stats.adopted,
+        )
+
+    # ----- dialling -----
+
+    def pacing_state(self) -> PacingState:
+        now = self.clock()
+        ringing: list[float] = []
+        waiting: list[float] = []
+        for live in self.live.values():
+            call = live.call
+            if call.state in (CallState.ORIGINATING, CallState.RINGING):
+                ringing.append((now - call.dialed_at) * self.scale)
+            elif call.state is CallState.ANSWERED:
+                start = call.answered_at if call.answered_at is not None else now
+                waiting.append((now - start) * self.scale)
+        return PacingState(
+            now=now * self.scale,
+            agents_ready=self.agents.count(AgentState.READY),
+            on_call_s=tuple(s * self.scale for s in self.agents.elapsed(AgentState.ON_CALL, now))
+            + tuple(s * self.scale for s in self.agents.elapsed(AgentState.RESERVED, now)),
+            wrap_up_s=tuple(s * self.scale for s in self.agents.elapsed(AgentState.WRAP_UP, now)),
+            agents_paused=self.agents.count(AgentState.PAUSED),
+            ringing_s=tuple(ringing),
+            waiting_s=tuple(waiting),
+        )
+
+    def _place_calls(self) -> None:
+        wanted = self.pacer.calls_to_place(self.pacing_state())
+        room = self.config.campaign.max_channels - len(self.live)
+        for _ in range(max(0, min(wanted, room))):
+            candidate = self._next_candidate()
+            if candidate is None:
+                return
+            self._dial(candidate)
+
+    def _next_candidate(self) -> repo.DialCandidate | None:
+        if not self._hopper and not self._hopper_exhausted:
+            busy = {lc.candidate.phone_id for lc in self.live.values()} | self._skipped_phones
+            batch = repo.next_candidates(
+                self.store,
+                self.campaign_id,
+                limit=200,
+                exclude_phone_ids=busy,
+                max_attempts_per_phone=self.config.campaign.max_attempts_per_phone,
+            )
+            if not batch:
+                self._hopper_exhausted = True
+            self._hopper.extend(batch)
+        while self._hopper:
+            candidate = self._hopper.popleft()
+            if candidate.phone_id in self._skipped_phones:
+                continue
+            if any(lc.candidate.debtor_id == candidate.debtor_id for lc in self.live.values()):
+                # One call per person at a time; the next batch will offer this debtor again.
+                continue
+            return candidate
+        return None
+
+    def _pick_server(self) -> AmiServerConfig | None:
+        best: tuple[float, AmiServerConfig] | None = None
+        load: dict[str, int] = {}
+        for live in self.live.values():
+            load[live.call.server] = load.get(live.call.server, 0) + 1
+        for name, conn in self.connections.items():
+            server = conn.server
+            if not conn.is_up or name in self._resyncing or server.weight <= 0:
+                continue
+            score = load.get(name, 0) / server.weight
+            if best is None or score < best[0]:
+                best = (score, server)
+        return best[1] if best else None
+
+    def _dial(self, candidate: repo.DialCandidate) -> None:
+        server = self._pick_server()
+        if server is None:
+            self._hopper.appendleft(candidate)
+            return
+        now_dt = self._now_dt()
+        decision = self.gate.reserve(candidate, now_dt)
+        if not decision.allowed:
+            self.stats.denied_by_gate += 1
+            self._skipped_phones.add(candidate.phone_id)
+            log.info(
+                "= phone %s denied by compliance: %s", mask_phone(candidate.e164), decision.reason
+            )
+            return
+        uid = f"dlr-{self.config.node_id}-{secrets.token_hex(5)}"
+        attempt_id = repo.create_attempt(
+            self.store,
+            repo.NewAttempt(
+                tenant_id=self.tenant_id,
+                campaign_id=self.campaign_id,
+                debtor_id=candidate.debtor_id,
+                debt_id=candidate.debt_id,
+                phone_id=candidate.phone_id,
+                node_id=self.config.node_id,
+                server=server.name,
+                uniqueid=uid,
+                dialed_at=now_dt,
+            ),
+        )
+        call = Call(
+            attempt_id,
+            uid,
+            server.name,
+            self.clock(),
+            self.config.campaign.abandon_after_s / self.scale,
+        )
+        live = LiveCall(call, candidate, decision.reservation_id)
+        self.live[attempt_id] = live
+        self.table.add(call)
+        self.stats.originates_sent += 1
+        self._spawn(self._originate(live, server), f"originate-{attempt_id}")
+
+    def _originate_fields(self, live: LiveCall) -> list[tuple[str, str]]:
+        dialing = self.config.dialing
+        number = live.candidate.e164.lstrip("+")
+        call = live.call
+        fields = [
+            ("Channel", dialing.channel_template.format(number=number, e164=live.candidate.e164)),
+            ("Context", dialing.context),
+            ("Exten", dialing.exten),
+            ("Priority", str(dialing.priority)),
+            ("Timeout", str(int(dialing.ring_timeout_s * 1000))),
+            ("CallerID", dialing.caller_id),
+            ("Async", "true"),
+            ("ChannelId", call.linkedid),
+            ("OtherChannelId", f"{call.linkedid}-2"),
+            ("Variable", f"ATTEMPT_ID={call.attempt_id}"),
+            ("Variable", f"CAMPAIGN_ID={self.campaign_id}"),
+            ("Variable", f"LEAD_ID={live.candidate.debtor_external_id}"),
+            ("Variable", f"USE_AMD={1 if dialing.use_amd else 0}"),
+            ("Variable", f"RECORD={1 if dialing.record else 0}"),
+            ("Variable", f"DIALER_AGI=agi://{self.config.agi.advertise_host}:{self._agi_port()}"),
+        ]
+        fields.extend(("Variable", f"{k}={v}") for k, v in dialing.variables.items())
+        return fields
+
+    def _agi_port(self) -> int:
+        return self.agi.port if self.agi is not None else self.config.agi.port
+
+    async def _originate(self, live: LiveCall, server: AmiServerConfig) -> None:
+        conn = self.connections[server.name]
+        clog = call_log(log, self.campaign_id, live.call.attempt_id)
+        try:
+            action_id, reply = conn.submit("Originate", self._originate_fields(live))
+        except AmiConnectionLost:
+            # Nothing was written: the call certainly did not happen.
+            clog.warning("x Originate not sent: %s went down", server.name)
+            self._not_dialled(live)
+            return
+        self.table.bind_action(live.call, action_id)
+        clog.info("> Originate %s via %s", mask_phone(live.candidate.e164), server.name)
+        try:
+            await reply
+        except AmiActionError as exc:
+            # Refused before leaving Asterisk: no call happened.
+            clog.warning("x Originate refused: %s", exc.message)
+            self._not_dialled(live)
+        except (AmiConnectionLost, AmiTimeout) as exc:
+            # It may or may not be queued in Asterisk. Never re-send: the resync decides.
+            clog.warning(
+                "x Originate reply lost (%s); the call will be reconciled", type(exc).__name__
+            )
+
+    def _not_dialled(self, live: LiveCall) -> None:
+        """The Originate never left for Asterisk: give the reservation back, close the row."""
+        self.stats.originate_errors += 1
+        if live.reservation_id is not None:
+            self.gate.release(live.reservation_id, self._now_dt())
+            live.reservation_id = None
+        if live.call.state is not CallState.ENDED:
+            self._apply_effects(live, [end_call(live.call, self.clock(), Outcome.FAILED)])
+
+    # ----- events -----
+
+    def _on_event(self, server: str, msg: Message) -> None:
+        result = self.table.dispatch(msg, self.clock())
+        if result is None:
+            return
+        call, effects = result
+        if effects:
+            live = self.live.get(call.attempt_id)
+            if live is not None:
+                self._apply_effects(live, effects)
+
+    def _apply_effects(self, live: LiveCall, effects: list[Effect]) -> None:
+        call = live.call
+        for effect in effects:
+            at = self._now_dt()
+            if isinstance(effect, Answered):
+                live.waiting_since = effect.at
+                repo.update_attempt(
+                    self.store,
+                    call.attempt_id,
+                    repo.AttemptChange(
+                        status=AttemptStatus.ANSWERED, answered_at=at, channel=call.channel
+                    ),
+                )
+            elif isinstance(effect, Connected):
+                if call.agent_id:
+                    self.agents.start_call(call.agent_id, effect.at)
+                repo.update_attempt(
+                    self.store,
+                    call.attempt_id,
+                    repo.AttemptChange(
+                        status=AttemptStatus.CONNECTED, connected_at=at, agent_id=call.agent_id
+                    ),
+                )
+            elif isinstance(effect, Ended):
+                self._finish(live, effect, at)
+
+    def _finish(self, live: LiveCall, effect: Ended, at: datetime) -> None:
+        call = live.call
+        self.table.remove(call)
+        self.live.pop(call.attempt_id, None)
+        self.stats.ended += 1
+        self.stats.outcomes[effect.outcome.value] = (
+            self.stats.outcomes.get(effect.outcome.value, 0) + 1
+        )
+        repo.update_attempt(
+            self.store,
+            call.attempt_id,
+            repo.AttemptChange(
+                status=AttemptStatus.ENDED,
+                outcome=effect.outcome,
+                abandoned=effect.abandoned,
+                reason=call.reason,
+                hungup_at=at,
+                hangup_cause=effect.hangup_cause,
+                amd_status=call.amd_status,
+                agent_id=call.agent_id,
+                recording_path=call.recording_file if call.connected_at is not None else None,
+            ),
+        )
+        if live.reservation_id is not None:
+            self.gate.record_outcome(
+                live.reservation_id, effect.outcome, call.connected_at is not None, at
+            )
+        if call.agent_id and self.agents.end_call(call.agent_id, effect.at):
+            agent_id = call.agent_id
+            talk = (effect.at - call.connected_at) * self.scale if call.connected_at else 0.0
+            self.pacer.observe(
+                AgentCallEnded(
+                    ended_at=effect.at * self.scale,
+                    talk_s=talk,
+                    wrap_up_s=self.config.campaign.wrap_up_s,
+                )
+            )
+            loop = asyncio.get_running_loop()
+            loop.call_later(
+                self._wall(self.config.campaign.wrap_up_s), self._wrap_up_done, agent_id
+            )
+        self.pacer.observe(self._pacing_outcome(call, effect))
+        call_log(log, self.campaign_id, call.attempt_id).info(
+            "= ended %s%s cause=%s",
+            effect.outcome.value,
+            " (abandoned)" if effect.abandoned else "",
+            effect.hangup_cause,
+        )
+
+    def _pacing_outcome(self, call: Call, effect: Ended) -> CallOutcome:
+        if effect.outcome is Outcome.ANSWERED:
+            answer = AnswerKind.LIVE
+        elif effect.outcome is Outcome.MACHINE:
+            answer = AnswerKind.MACHINE
+        else:
+            answer = AnswerKind.NONE
+        end_ring = call.answered_at if call.answered_at is not None else effect.at
+        wait = 0.0
+        if call.answered_at is not None:
+            wait = (
+                (call.connected_at or effect.at) - (call.greeting_done_at or call.answered_at)
+            ) * self.scale
+        return CallOutcome(
+            dialed_at=call.dialed_at * self.scale,
+            answer=answer,
+            ring_s=(end_ring - call.dialed_at) * self.scale,
+            connected=call.connected_at is not None,
+            wait_s=max(0.0, wait),
+        )
+
+    def _wrap_up_done(self, agent_id: str) -> None:
+        self.agents.finish_wrap_up(agent_id, self.clock())
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    # ----- the FastAGI router (agi.connect.CallRouter) -----
+
+    async def route_answered_call(self, answered: AnsweredCall) -> RouteDecision:
+        try:
+            attempt_id = int(answered.attempt_id)
+        except ValueError:
+            return RouteDecision("hangup")
+        live = self.live.get(attempt_id)
+        deadline = self.clock() + self._wall(self.config.campaign.abandon_after_s)
+        while True:
+            agent = self.agents.reserve_longest_idle(attempt_id, self.clock())
+            if agent is not None:
+                break
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return RouteDecision("abandon")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(remaining):
+                    await waiter
+            except TimeoutError:
+                return RouteDecision("abandon")
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        if live is not None:
+            live.call.agent_id = agent.id
+        return RouteDecision(
+            "dial",
+            target_channel=agent.channel,
+            target_agent=agent.id,
+            recording_file=self._recording_file(attempt_id, answered.uniqueid),
+        )
+
+    async def call_lost(self, answered: AnsweredCall, decision: RouteDecision) -> None:
+        if decision.target_agent:
+            self.agents.cancel_reservation(decision.target_agent, self.clock())
+            agent = self.agents.get(decision.target_agent)
+            if agent is not None and agent.state is AgentState.READY:
+                self._wake_waiter()
+
+    def _recording_file(self, attempt_id: int, uniqueid: str) -> str:
+        day = self._now_dt().strftime("%Y/%m/%d")
+        base = PurePosixPath(self.config.dialing.recording_dir)
+        return str(
+            base / f"campaign-{self.campaign_id}" / day / f"attempt-{attempt_id}-{uniqueid}.wav"
+        )
+
+    # ----- reporting -----
+
+    def snapshot(self) -> Snapshot:
+        ringing = waiting = connected = 0
+        for live in self.live.values():
+            state = live.call.state
+            if state in (CallState.ORIGINATING, CallState.RINGING):
+                ringing += 1
+            elif state is CallState.ANSWERED:
+                waiting += 1
+            elif state is CallState.CONNECTED:
+                connected += 1
+        return Snapshot(
+            ringing=ringing,
+            answered_waiting=waiting,
+            connected=connected,
+            agents_ready=self.agents.count(AgentState.READY),
+            agents_busy=self.agents.count(AgentState.ON_CALL)
+            + self.agents.count(AgentState.RESERVED),
+            agents_wrap_up=self.agents.count(AgentState.WRAP_UP),
+            attempts=self.stats.originates_sent,
+            ended=self.stats.ended,
+            servers_up=sum(1 for c in self.connections.values() if c.is_up),
+        )

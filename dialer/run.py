@@ -1,0 +1,81 @@
+"""`dialer run`: one campaign over the imported debtors against real Asterisk servers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from dialer.config import Config, load_config
+from dialer.engine import AttemptGate, CampaignEngine
+from dialer.gates import UnguardedGate
+from dialer.store import attempts as repo
+from dialer.store.db import Store, open_store
+from dialer.summary import CampaignSummary, print_summary, progress_line, summarize
+from pacing.models import PacingSettings
+from pacing.service import make_pacer
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (see README)")
+    parser.add_argument("--campaign", help="campaign name (default: [campaign].name)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    parser.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+
+
+async def run_campaign(
+    config: Config,
+    store: Store,
+    *,
+    campaign_name: str,
+    gate: AttemptGate,
+    stop: asyncio.Event,
+    show_progress: bool,
+) -> CampaignSummary:
+    """Run one campaign to the end (list exhausted) or until `stop` is set; summarise it."""
+    tenant_id = repo.ensure_tenant(store, config.campaign.tenant)
+    campaign_id = repo.ensure_campaign(store, tenant_id, campaign_name, config.campaign.dial_mode)
+    pacer = make_pacer(
+        config.campaign.dial_mode,
+        PacingSettings(abandon_after_s=config.campaign.abandon_after_s),
+    )
+    engine = CampaignEngine(
+        config, store, tenant_id=tenant_id, campaign_id=campaign_id, pacer=pacer, gate=gate
+    )
+    await engine.run(stop, progress_line if show_progress else None)
+    return summarize(engine, campaign_name)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Ctrl-C / SIGTERM: stop dialling, let calls in progress finish, exit cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = open_store(config.effective_database_url)
+
+    async def main() -> CampaignSummary:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_campaign(
+            config,
+            store,
+            campaign_name=args.campaign or config.campaign.name,
+            gate=UnguardedGate(),
+            stop=stop,
+            show_progress=not args.quiet,
+        )
+
+    try:
+        summary = asyncio.run(main())
+    finally:
+        store.close()
+    print_summary(summary, args.json)
+    return 0
