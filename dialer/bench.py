@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -151,32 +149,10 @@ def load_figures(calls: int, window_s: float) -> dict[str, float]:
     """CPU of the dialer process with ~`calls` calls in flight against a simulator process."""
     from dialer.loadtest import run_load
 
-    port = _free_port()
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dialer.cli",
-            "sim",
-            "--port",
-            str(port),
-            "--seed",
-            "7",
-            "--time-scale",
-            "1",
-            "--answer-all",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return asyncio.run(
-                run_load(port=port, calls=calls, window_s=window_s, data_dir=Path(tmp))
-            )
-    finally:
-        sim.terminate()
-        sim.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(
+            run_load(port=_free_port(), calls=calls, window_s=window_s, data_dir=Path(tmp))
+        )
 
 
 def run(args: argparse.Namespace) -> int:

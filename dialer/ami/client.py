@@ -110,21 +110,24 @@ class AmiClientCore:
 
     def _route(self, msg: Message, out: list[ClientOutput]) -> None:
         fields = msg.fields
+        # OriginateResponse is an event that also has a `Response:` field: `Event` decides.
+        is_event = "Event" in fields
         action_id = fields.get("ActionID")
         pending = self._pending.get(action_id) if action_id is not None else None
         if pending is None:
-            if "Response" not in fields:
+            if is_event:
                 out.append(EventReceived(msg))
             # A Response nobody waits for (timed-out caller) is dropped: it is not an event.
             return
         assert action_id is not None
-        if "Response" in fields and pending.response is None:
-            pending.response = msg
-            # Only a successful list action announces items ("EventList: start").
-            if not (pending.expects_list and fields.get("EventList") == "start"):
-                self._complete(action_id, pending, out)
+        if not is_event:
+            if pending.response is None:
+                pending.response = msg
+                # Only a successful list action announces items ("EventList: start").
+                if not (pending.expects_list and fields.get("EventList") == "start"):
+                    self._complete(action_id, pending, out)
             return
-        if "Event" in fields and pending.expects_list and pending.response is not None:
+        if pending.expects_list and pending.response is not None:
             if fields.get("EventList") == "Complete":
                 self._complete(action_id, pending, out)
             else:

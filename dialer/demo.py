@@ -1,0 +1,146 @@
+"""`dialer demo`: a whole campaign against the built-in Asterisk simulator, in about a minute.
+
+The only place where the simulator runs inside the dialer's process: the dialer still talks to
+it over real AMI and FastAGI sockets on loopback, exactly as it would to Asterisk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+from dialer.config import (
+    AgentConfig,
+    AgiConfig,
+    AmiConfig,
+    AmiServerConfig,
+    CampaignConfig,
+    Config,
+    DialingConfig,
+    Secret,
+)
+from dialer.gates import UnguardedGate
+from dialer.importer import import_csv
+from dialer.portfolio import write_sample_portfolio
+from dialer.run import install_stop_signals, run_campaign
+from dialer.store.db import open_store
+from dialer.summary import CampaignSummary, print_summary
+from sim.asterisk.ami import AmiConfig as SimAmiConfig
+from sim.asterisk.ami import AsteriskSim
+from sim.asterisk.pbx import PbxConfig
+from sim.behaviour import OutcomeMix, SeededDebtors
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debtors", type=int, default=300, help="size of the sample portfolio")
+    parser.add_argument("--agents", type=int, default=5, help="simulated agents logged in")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed of the portfolio and the debtors' behaviour"
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=100.0,
+        help="simulated seconds per wall second (100: a call of 2.5 min takes 1.5 s)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="keep the database here (default: a temporary directory)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    parser.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+
+
+def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float) -> Config:
+    return Config(
+        data_dir=data_dir,
+        node_id="demo",
+        time_scale=time_scale,
+        ami=AmiConfig(
+            servers=(AmiServerConfig(name="sim", port=ami_port, secret=Secret("dialer")),)
+        ),
+        agi=AgiConfig(port=0),
+        dialing=DialingConfig(
+            channel_template="Local/{number}@debtor-sim", use_amd=True, record=True
+        ),
+        campaign=CampaignConfig(name="demo", dial_mode="progressive", wrap_up_s=10.0),
+        agents=tuple(
+            AgentConfig(id=f"agent{i}", channel=f"Local/agent{i}@agents")
+            for i in range(1, agents + 1)
+        ),
+    )
+
+
+async def run_demo(
+    *, debtors: int, agents: int, seed: int, time_scale: float, data_dir: Path, show_progress: bool
+) -> CampaignSummary:
+    portfolio = data_dir / "portfolio.csv"
+    write_sample_portfolio(portfolio, debtors=debtors, seed=seed)
+    sim = AsteriskSim(
+        SimAmiConfig(port=0, secret="dialer"),
+        PbxConfig(time_scale=time_scale, seed=seed),
+        # The default mix plus a few network failures, so every outcome class shows up.
+        debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=0.02)),
+    )
+    await sim.start()
+    config = demo_config(ami_port=sim.port, agents=agents, data_dir=data_dir, time_scale=time_scale)
+    store = open_store(config.effective_database_url)
+    try:
+        report = import_csv(
+            store, portfolio, tenant=config.campaign.tenant, default_region="US", progress=False
+        )
+        if show_progress:
+            print(
+                f"imported {report.imported} rows from a {debtors}-debtor sample portfolio; "
+                f"simulator on 127.0.0.1:{sim.port}, {agents} agents, time x{time_scale:g}",
+                file=sys.stderr,
+            )
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        summary = await run_campaign(
+            config,
+            store,
+            campaign_name="demo",
+            gate=UnguardedGate(),
+            stop=stop,
+            show_progress=show_progress,
+        )
+    finally:
+        store.close()
+        await sim.close()
+    if show_progress and sys.stderr.isatty():
+        print(file=sys.stderr)
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.debtors < 1 or args.agents < 1 or args.time_scale <= 0:
+        print(
+            "dialer demo: --debtors and --agents must be at least 1, --time-scale above 0",
+            file=sys.stderr,
+        )
+        return 2
+
+    def go(data_dir: Path) -> CampaignSummary:
+        return asyncio.run(
+            run_demo(
+                debtors=args.debtors,
+                agents=args.agents,
+                seed=args.seed,
+                time_scale=args.time_scale,
+                data_dir=data_dir,
+                show_progress=not args.quiet,
+            )
+        )
+
+    if args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        summary = go(args.data_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dialer-demo-") as tmp:
+            summary = go(Path(tmp))
+    print_summary(dataclasses.replace(summary), args.json)
+    return 0

@@ -1,0 +1,533 @@
+"""What the dialer engine asks of the store: tenants, campaigns, whom to call next, attempt rows.
+
+Each function is one short transaction on Core statements (no ORM objects), so the engine can
+write a hundred attempt rows a second without holding locks or building identity maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from dialer.calls.models import AttemptStatus, Outcome
+from dialer.errors import StoreError
+from dialer.store.db import Store, error_reason
+from dialer.store.models import (
+    Base,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    Debt,
+    Debtor,
+    DebtStatus,
+    Disposition,
+    DispositionCode,
+    Phone,
+    Tenant,
+)
+
+
+@dataclass(frozen=True)
+class DialCandidate:
+    """One number to dial for one debtor, with the debt the call is about."""
+
+    debtor_id: int
+    debt_id: int | None
+    phone_id: int
+    e164: str
+    phone_type: str
+    timezone: str | None  # the phone's explicit zone, else the debtor's, else None
+    debtor_external_id: str
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """The attempt row written before the Originate leaves."""
+
+    tenant_id: int
+    campaign_id: int
+    debtor_id: int
+    debt_id: int | None
+    phone_id: int
+    node_id: str
+    server: str
+    uniqueid: str | None
+    dialed_at: datetime
+    status: AttemptStatus = AttemptStatus.DIALING
+
+
+@dataclass(frozen=True)
+class AttemptChange:
+    """Fields to change on an attempt; None leaves the stored value as it is."""
+
+    status: AttemptStatus | None = None
+    outcome: Outcome | None = None
+    abandoned: bool | None = None
+    reason: int | None = None
+    answered_at: datetime | None = None
+    connected_at: datetime | None = None
+    hungup_at: datetime | None = None
+    hangup_cause: int | None = None
+    linkedid: str | None = None
+    channel: str | None = None
+    agent_id: str | None = None
+    recording_path: str | None = None
+    amd_status: str | None = None
+    uniqueid: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    tenant_id: int
+    campaign_id: int
+    debtor_id: int
+    debt_id: int | None
+    phone_id: int
+    status: AttemptStatus
+    outcome: Outcome | None
+    abandoned: bool
+    reason: int | None
+    dialed_at: datetime
+    answered_at: datetime | None
+    connected_at: datetime | None
+    hungup_at: datetime | None
+    hangup_cause: int | None
+    server: str
+    node_id: str
+    uniqueid: str | None
+    linkedid: str | None
+    channel: str | None
+    agent_id: str | None
+    recording_path: str | None
+    amd_status: str | None
+
+
+@dataclass(frozen=True)
+class CampaignTotals:
+    attempts: int
+    answered: int  # outcome `answered`: a live person picked up
+    connected: int  # reached an agent
+    abandoned: int
+    outcomes: Mapping[str, int]  # every Outcome value, 0 when none
+    talk_seconds: float  # sum of connected -> hung up
+
+
+def _fail(what: str, exc: SQLAlchemyError) -> StoreError:
+    return StoreError(f"{what}: {error_reason(exc)}")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_tenant(store: Store, name: str, *, now: datetime | None = None) -> int:
+    """The tenant's id, creating the tenant on first use."""
+    if not name.strip():
+        raise StoreError("tenant name is empty")
+    try:
+        with store.begin() as conn:
+            found = conn.execute(select(Tenant.id).where(Tenant.name == name)).scalar()
+            if found is not None:
+                return int(found)
+            new_id = conn.execute(
+                insert(Tenant).values(name=name, created_at=now or _utc_now()).returning(Tenant.id)
+            ).scalar_one()
+            return int(new_id)
+    except IntegrityError:
+        # Another node created it between our read and write: read theirs.
+        with store.begin() as conn:
+            return int(conn.execute(select(Tenant.id).where(Tenant.name == name)).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _fail(f"tenant {name!r}", exc) from exc
+
+
+def ensure_campaign(
+    store: Store,
+    tenant_id: int,
+    name: str,
+    dial_mode: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """The campaign's id, creating it on first use; an existing campaign keeps its dial mode."""
+    if not name.strip():
+        raise StoreError("campaign name is empty")
+    where = and_(Campaign.tenant_id == tenant_id, Campaign.name == name)
+    try:
+        with store.begin() as conn:
+            found = conn.execute(select(Campaign.id).where(where)).scalar()
+            if found is not None:
+                return int(found)
+            new_id = conn.execute(
+                insert(Campaign)
+                .values(
+                    tenant_id=tenant_id,
+                    name=name,
+                    dial_mode=dial_mode,
+                    status=CampaignStatus.ACTIVE.value,
+                    settings=dict(settings or {}),
+                    created_at=now or _utc_now(),
+                )
+                .returning(Campaign.id)
+            ).scalar_one()
+            return int(new_id)
+    except IntegrityError:
+        with store.begin() as conn:
+            return int(conn.execute(select(Campaign.id).where(where)).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _fail(f"campaign {name!r} of tenant {tenant_id}", exc) from exc
+
+
+_MAX_EXCLUDED_IN_SQL = 1_000
+
+
+def next_candidates(
+    store: Store,
+    campaign_id: int,
+    limit: int,
+    exclude_phone_ids: Collection[int] = (),
+    *,
+    max_attempts_per_phone: int = 1,
+) -> list[DialCandidate]:
+    """Whom to dial next: at most one phone per debtor, highest balance first.
+
+    A phone qualifies when it has consent, is not on the do-not-call list, belongs to a debtor
+    of the campaign's tenant with an open debt whose balance is above zero, and has had fewer
+    than `max_attempts_per_phone` attempts in this campaign. A debtor with a call still in
+    progress (any campaign) is skipped, so nobody is rung on two lines at once. Of a debtor's
+    phones, the least-tried comes first.
+    """
+    if limit <= 0:
+        return []
+    a = CallAttempt
+    tries = (
+        select(func.count())
+        .where(a.campaign_id == campaign_id, a.phone_id == Phone.id)
+        .scalar_subquery()
+    )
+    in_progress = [s.value for s in AttemptStatus if s.in_progress]
+    busy_debtors = select(a.debtor_id).where(a.status.in_(in_progress))
+    phone_ok: list[ColumnElement[bool]] = [
+        Phone.consent.is_(True),
+        Phone.do_not_call.is_(False),
+        tries < max_attempts_per_phone,
+    ]
+    # A long exclusion list would overrun the drivers' bound-parameter limits (SQLite: 32766),
+    # so past a thousand phones the exclusion happens here instead of in SQL.
+    excluded_here: frozenset[int] = frozenset()
+    if len(exclude_phone_ids) > _MAX_EXCLUDED_IN_SQL:
+        excluded_here = frozenset(exclude_phone_ids)
+    elif exclude_phone_ids:
+        phone_ok.append(Phone.id.not_in(list(exclude_phone_ids)))
+    page = limit * 2 + 20
+    chosen: dict[int, DialCandidate] = {}
+    try:
+        with store.begin() as conn:
+            tenant_id = conn.execute(
+                select(Campaign.tenant_id).where(Campaign.id == campaign_id)
+            ).scalar()
+            if tenant_id is None:
+                raise StoreError(f"campaign {campaign_id} does not exist")
+            # Debts in the order of the (tenant, status, balance DESC, id) index, so the
+            # database stops at the LIMIT instead of ranking the whole portfolio.
+            debts = (
+                select(Debt.id, Debt.debtor_id, Debt.balance)
+                .where(
+                    Debt.tenant_id == tenant_id,
+                    Debt.status == DebtStatus.OPEN.value,
+                    Debt.balance > 0,
+                    Debt.debtor_id.not_in(busy_debtors),
+                    exists().where(Phone.debtor_id == Debt.debtor_id, *phone_ok),
+                )
+                .order_by(Debt.balance.desc(), Debt.id)
+                .limit(page)
+            )
+            query = debts
+            while len(chosen) < limit:
+                page_rows = conn.execute(query).all()
+                first_debt: dict[int, int] = {}  # debtor -> their largest debt in this page
+                for row in page_rows:
+                    if row.debtor_id not in chosen and row.debtor_id not in first_debt:
+                        first_debt[row.debtor_id] = row.id
+                if first_debt:
+                    _choose_phones(conn, first_debt, phone_ok, tries, excluded_here, chosen, limit)
+                if len(page_rows) < page:
+                    break
+                last = page_rows[-1]
+                query = debts.where(
+                    or_(
+                        Debt.balance < last.balance,
+                        and_(Debt.balance == last.balance, Debt.id > last.id),
+                    )
+                )
+    except SQLAlchemyError as exc:
+        raise _fail(f"next candidates of campaign {campaign_id}", exc) from exc
+    return list(chosen.values())
+
+
+def _choose_phones(
+    conn: Connection,
+    first_debt: dict[int, int],
+    phone_ok: list[ColumnElement[bool]],
+    tries: Any,
+    excluded: frozenset[int],
+    chosen: dict[int, DialCandidate],
+    limit: int,
+) -> None:
+    """Give each debtor (in debt order) their least-tried qualifying phone, oldest first."""
+    rows = conn.execute(
+        select(
+            Phone.debtor_id,
+            Phone.id,
+            Phone.e164,
+            Phone.phone_type,
+            func.coalesce(Phone.timezone, Debtor.timezone).label("timezone"),
+            Debtor.external_id,
+            tries.label("tries"),
+        )
+        .join(Debtor, Debtor.id == Phone.debtor_id)
+        .where(Phone.debtor_id.in_(list(first_debt)), *phone_ok)
+    ).all()
+    best: dict[int, Any] = {}
+    for row in rows:
+        if row.id in excluded:
+            continue
+        held = best.get(row.debtor_id)
+        if held is None or (row.tries, row.id) < (held.tries, held.id):
+            best[row.debtor_id] = row
+    for debtor_id, debt_id in first_debt.items():  # dict order is debt order
+        phone = best.get(debtor_id)
+        if phone is None or len(chosen) >= limit:
+            continue
+        chosen[debtor_id] = DialCandidate(
+            debtor_id=debtor_id,
+            debt_id=debt_id,
+            phone_id=phone.id,
+            e164=phone.e164,
+            phone_type=phone.phone_type,
+            timezone=phone.timezone,
+            debtor_external_id=phone.external_id,
+        )
+
+
+# Built once: the engine writes these many times a second, and a statement passed its values as
+# parameters (not through .values()) is compiled once per set of columns and then reused.
+_ATTEMPTS: Table = Base.metadata.tables[CallAttempt.__tablename__]
+_INSERT_ATTEMPT = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+_UPDATE_ATTEMPT = update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("_attempt_id"))
+_NEW_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(NewAttempt))
+_ATTEMPT_CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(AttemptChange))
+
+
+def create_attempt(store: Store, new: NewAttempt) -> int:
+    """Write the attempt row (before the Originate is sent) and return its id."""
+    values = {field: getattr(new, field) for field in _NEW_ATTEMPT_FIELDS}
+    values["status"] = AttemptStatus(new.status).value
+    values["abandoned"] = False
+    try:
+        with store.begin() as conn:
+            return int(conn.execute(_INSERT_ATTEMPT, values).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _fail(f"new attempt for phone {new.phone_id}", exc) from exc
+
+
+def update_attempt(store: Store, attempt_id: int, change: AttemptChange) -> None:
+    """Apply the non-None fields of `change`; StoreError if the attempt does not exist."""
+    values: dict[str, Any] = {
+        name: value
+        for name in _ATTEMPT_CHANGE_FIELDS
+        if (value := getattr(change, name)) is not None
+    }
+    if not values:
+        return
+    try:
+        if "status" in values:
+            values["status"] = AttemptStatus(values["status"]).value
+        if "outcome" in values:
+            values["outcome"] = Outcome(values["outcome"]).value
+    except ValueError as exc:
+        raise StoreError(f"attempt {attempt_id}: {exc}") from exc
+    try:
+        with store.begin() as conn:
+            result = conn.execute(_UPDATE_ATTEMPT, {"_attempt_id": attempt_id, **values})
+            if result.rowcount == 0:
+                raise StoreError(f"attempt {attempt_id} does not exist")
+    except SQLAlchemyError as exc:
+        raise _fail(f"update of attempt {attempt_id}", exc) from exc
+
+
+def _attempt_row(row: Any) -> AttemptRow:
+    return AttemptRow(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        campaign_id=row.campaign_id,
+        debtor_id=row.debtor_id,
+        debt_id=row.debt_id,
+        phone_id=row.phone_id,
+        status=AttemptStatus(row.status),
+        outcome=Outcome(row.outcome) if row.outcome is not None else None,
+        abandoned=bool(row.abandoned),
+        reason=row.reason,
+        dialed_at=row.dialed_at,
+        answered_at=row.answered_at,
+        connected_at=row.connected_at,
+        hungup_at=row.hungup_at,
+        hangup_cause=row.hangup_cause,
+        server=row.server,
+        node_id=row.node_id,
+        uniqueid=row.uniqueid,
+        linkedid=row.linkedid,
+        channel=row.channel,
+        agent_id=row.agent_id,
+        recording_path=row.recording_path,
+        amd_status=row.amd_status,
+    )
+
+
+def get_attempt(store: Store, attempt_id: int) -> AttemptRow | None:
+    try:
+        with store.begin() as conn:
+            row = conn.execute(
+                select(CallAttempt.__table__).where(CallAttempt.id == attempt_id)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise _fail(f"attempt {attempt_id}", exc) from exc
+    return _attempt_row(row) if row is not None else None
+
+
+def attempts_in_progress(store: Store, node_id: str | None = None) -> list[AttemptRow]:
+    """Attempts not yet ended (of one dialer node, or all): what to reconcile after a restart."""
+    query = select(CallAttempt.__table__).where(CallAttempt.status != AttemptStatus.ENDED.value)
+    if node_id is not None:
+        query = query.where(CallAttempt.node_id == node_id)
+    try:
+        with store.begin() as conn:
+            rows = conn.execute(query.order_by(CallAttempt.id)).all()
+    except SQLAlchemyError as exc:
+        raise _fail("attempts in progress", exc) from exc
+    return [_attempt_row(row) for row in rows]
+
+
+def _seconds_between(store: Store, start: Any, end: Any) -> ColumnElement[Any]:
+    if store.dialect == "sqlite":
+        # Stored as ISO text in UTC; julianday() reads it, with sub-second precision.
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return func.extract("epoch", end - start)
+
+
+def campaign_totals(store: Store, campaign_id: int) -> CampaignTotals:
+    """Counts for the campaign summary, from the attempt rows."""
+    a = CallAttempt
+    talk = case(
+        (
+            and_(a.connected_at.is_not(None), a.hungup_at.is_not(None)),
+            _seconds_between(store, a.connected_at, a.hungup_at),
+        ),
+        else_=None,
+    )
+    totals_query = select(
+        func.count(),
+        func.count(a.connected_at),
+        func.coalesce(func.sum(case((a.abandoned.is_(True), 1), else_=0)), 0),
+        func.coalesce(func.sum(talk), 0),
+    ).where(a.campaign_id == campaign_id)
+    outcome_query = (
+        select(a.outcome, func.count())
+        .where(a.campaign_id == campaign_id, a.outcome.is_not(None))
+        .group_by(a.outcome)
+    )
+    try:
+        with store.begin() as conn:
+            attempts, connected, abandoned, talk_seconds = conn.execute(totals_query).one()
+            by_outcome = {str(k): int(v) for k, v in conn.execute(outcome_query).all()}
+    except SQLAlchemyError as exc:
+        raise _fail(f"totals of campaign {campaign_id}", exc) from exc
+    outcomes = {o.value: by_outcome.pop(o.value, 0) for o in Outcome}
+    # Values written by a newer version are still counted, not silently dropped.
+    outcomes.update(by_outcome)
+    return CampaignTotals(
+        attempts=int(attempts),
+        answered=outcomes[Outcome.ANSWERED.value],
+        connected=int(connected),
+        abandoned=int(abandoned),
+        outcomes=outcomes,
+        talk_seconds=round(float(talk_seconds), 3),
+    )
+
+
+def record_disposition(
+    store: Store,
+    attempt_id: int,
+    agent_id: str,
+    code: str,
+    *,
+    promise_amount: Decimal | None = None,
+    promise_date: date | None = None,
+    callback_at: datetime | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Record what the agent concluded about the call; returns the disposition id.
+
+    A promise to pay needs a positive amount and a date; a callback needs its time.
+    """
+    try:
+        disposition = DispositionCode(code)
+    except ValueError as exc:
+        known = ", ".join(c.value for c in DispositionCode)
+        raise StoreError(f"attempt {attempt_id}: unknown disposition {code!r} ({known})") from exc
+    if disposition is DispositionCode.PROMISE_TO_PAY and (
+        promise_amount is None or promise_amount <= 0 or promise_date is None
+    ):
+        raise StoreError(
+            f"attempt {attempt_id}: promise_to_pay needs a positive promise_amount and a promise_date"
+        )
+    if disposition is DispositionCode.CALLBACK and callback_at is None:
+        raise StoreError(f"attempt {attempt_id}: callback needs callback_at")
+    try:
+        with store.begin() as conn:
+            tenant_id = conn.execute(
+                select(CallAttempt.tenant_id).where(CallAttempt.id == attempt_id)
+            ).scalar()
+            if tenant_id is None:
+                raise StoreError(f"attempt {attempt_id} does not exist")
+            new_id = conn.execute(
+                insert(Disposition)
+                .values(
+                    tenant_id=tenant_id,
+                    attempt_id=attempt_id,
+                    agent_id=agent_id,
+                    code=disposition.value,
+                    promise_amount=promise_amount,
+                    promise_date=promise_date,
+                    callback_at=callback_at,
+                    note=note,
+                    created_at=now or _utc_now(),
+                )
+                .returning(Disposition.id)
+            ).scalar_one()
+            return int(new_id)
+    except SQLAlchemyError as exc:
+        raise _fail(f"disposition of attempt {attempt_id}", exc) from exc

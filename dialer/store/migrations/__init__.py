@@ -1,0 +1,1 @@
+"""Alembic migrations of the dialer store, run by dialer.store.db."""

@@ -1,0 +1,279 @@
+"""The database schema as typed SQLAlchemy models: one row per tenant-owned fact of the trade."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations can drop and alter them on every database alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Money: 4 decimal places hold every ISO 4217 minor unit; 14 integer digits hold any portfolio.
+MONEY = Numeric(18, 4)
+# Attempts and dispositions grow without bound; SQLite only auto-increments INTEGER keys.
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database.
+
+    SQLite has no timezone type and hands back naive values; PostgreSQL hands back values in the
+    session's zone. Both come back as aware UTC, and a naive value is refused on the way in
+    because its meaning would depend on the server it ran on.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware value")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class PhoneType(enum.StrEnum):
+    MOBILE = "mobile"
+    HOME = "home"
+    WORK = "work"
+    OTHER = "other"
+
+
+class DebtStatus(enum.StrEnum):
+    OPEN = "open"
+    SETTLED = "settled"  # paid in full or by agreement
+    CLOSED = "closed"  # recalled by the creditor, written off, sold on
+    DISPUTED = "disputed"  # collection paused while the debtor's dispute is examined
+
+
+class CampaignStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class DispositionCode(enum.StrEnum):
+    """What the agent recorded after talking (or failing to talk) to the debtor."""
+
+    PROMISE_TO_PAY = "promise_to_pay"
+    CALLBACK = "callback"
+    DISPUTE = "dispute"
+    REFUSED = "refused"
+    WRONG_PARTY = "wrong_party"
+    NO_CONTACT = "no_contact"
+    OTHER = "other"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        Decimal: MONEY,
+        dict[str, Any]: JSON(),
+    }
+
+
+class Tenant(Base):
+    """A creditor or agency whose portfolio is kept apart from every other's."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    dial_mode: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.ACTIVE.value)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class Debtor(Base):
+    """A person who owes; may owe several debts and be reached on several phones."""
+
+    __tablename__ = "debtors"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    full_name: Mapped[str] = mapped_column(String(200))
+    national_id: Mapped[str | None] = mapped_column(String(64))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Debt(Base):
+    """One account placed with us for collection."""
+
+    __tablename__ = "debts"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[Decimal]
+    balance: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    days_past_due: Mapped[int] = mapped_column(Integer)
+    risk_score: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default=DebtStatus.OPEN.value)
+    created_at: Mapped[datetime]
+
+
+# The hopper walks a tenant's open debts from the highest balance down and stops at its LIMIT.
+Index(
+    "ix_debts_tenant_id_status_balance_id",
+    Debt.tenant_id,
+    Debt.status,
+    Debt.balance.desc(),
+    Debt.id,
+)
+
+
+class Phone(Base):
+    __tablename__ = "phones"
+    # The unique key leads with debtor_id, so it also serves "phones of this debtor".
+    __table_args__ = (
+        UniqueConstraint("debtor_id", "e164"),
+        Index(None, "tenant_id", "e164"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    e164: Mapped[str] = mapped_column(String(16))
+    phone_type: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str | None] = mapped_column(String(40))
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set only when known better than the number's own prefix (a ported or roaming mobile).
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Address(Base):
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
+    line1: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(2))
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(128))
+
+
+class CallAttempt(Base):
+    """One Originate: written before the call leaves, updated as Asterisk reports on it."""
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (
+        Index(None, "campaign_id", "status"),
+        Index(None, "campaign_id", "phone_id"),
+        Index(None, "uniqueid"),
+        Index(None, "status", "node_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    debt_id: Mapped[int | None] = mapped_column(ForeignKey("debts.id"))
+    phone_id: Mapped[int] = mapped_column(ForeignKey("phones.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Asterisk's OriginateResponse Reason (0 failed, 1 no such extension, 3 no answer, 4 answered,
+    # 5 busy, 8 congestion).
+    reason: Mapped[int | None] = mapped_column(Integer)
+    dialed_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime | None]
+    hungup_at: Mapped[datetime | None]
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)  # Q.850 cause code
+    server: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(64))
+    uniqueid: Mapped[str | None] = mapped_column(String(64))
+    linkedid: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    # The agent's id as the dialer knows it (config `agents[].id`), not a row key: attempts are
+    # written by the engine, which never waits on the agents table.
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+    amd_status: Mapped[str | None] = mapped_column(String(32))
+
+
+class Disposition(Base):
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    attempt_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("call_attempts.id"), index=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(20))
+    promise_amount: Mapped[Decimal | None]
+    promise_date: Mapped[date | None] = mapped_column(Date)
+    callback_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
