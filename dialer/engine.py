@@ -211,9 +211,13 @@ class CampaignEngine:
                 if progress is not None and now - last_progress >= 1.0:
                     last_progress = now
                     progress(self.snapshot())
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(tick):
-                        await stop.wait()
+                if self._stopping:
+                    # `stop.wait()` would return at once without yielding: sleep instead.
+                    await asyncio.sleep(tick)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(tick):
+                            await stop.wait()
                 if self._stopping and self.clock() - self._stop_started() > self._drain_limit():
                     self._abandon_tracking("drain time exceeded")
                     break

@@ -33,6 +33,7 @@ from dialer.calls.models import AttemptStatus, Outcome
 from dialer.errors import StoreError
 from dialer.store.db import Store, error_reason
 from dialer.store.models import (
+    Agent,
     Base,
     CallAttempt,
     Campaign,
@@ -407,19 +408,55 @@ def _attempt_row(row: Any) -> AttemptRow:
 
 
 def get_attempt(store: Store, attempt_id: int) -> AttemptRow | None:
+    """The attempt row, or None if there is no such attempt."""
     try:
         with store.begin() as conn:
-            row = conn.execute(
-                select(CallAttempt.__table__).where(CallAttempt.id == attempt_id)
-            ).first()
+            row = conn.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.id == attempt_id)).first()
     except SQLAlchemyError as exc:
         raise _fail(f"attempt {attempt_id}", exc) from exc
     return _attempt_row(row) if row is not None else None
 
 
+def attempt_by_uniqueid(store: Store, uniqueid: str) -> AttemptRow | None:
+    """The attempt whose channel has this Asterisk Uniqueid (the newest, should two share it)."""
+    query = (
+        select(_ATTEMPTS).where(_ATTEMPTS.c.uniqueid == uniqueid).order_by(_ATTEMPTS.c.id.desc())
+    )
+    try:
+        with store.begin() as conn:
+            row = conn.execute(query).first()
+    except SQLAlchemyError as exc:
+        raise _fail(f"attempt with uniqueid {uniqueid!r}", exc) from exc
+    return _attempt_row(row) if row is not None else None
+
+
+def ensure_agent(store: Store, tenant_id: int, external_id: str, name: str, channel: str) -> int:
+    """The agent's row id, created on first use; name and channel follow the latest config."""
+    agents = Base.metadata.tables[Agent.__tablename__]
+    where = and_(agents.c.tenant_id == tenant_id, agents.c.external_id == external_id)
+    try:
+        with store.begin() as conn:
+            found = conn.execute(select(agents.c.id).where(where)).scalar()
+            if found is not None:
+                conn.execute(update(agents).where(where).values(name=name, channel=channel))
+                return int(found)
+            values = {
+                "tenant_id": tenant_id,
+                "external_id": external_id,
+                "name": name,
+                "channel": channel,
+            }
+            return int(conn.execute(insert(agents).returning(agents.c.id), values).scalar_one())
+    except IntegrityError:
+        with store.begin() as conn:
+            return int(conn.execute(select(agents.c.id).where(where)).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _fail(f"agent {external_id!r} of tenant {tenant_id}", exc) from exc
+
+
 def attempts_in_progress(store: Store, node_id: str | None = None) -> list[AttemptRow]:
     """Attempts not yet ended (of one dialer node, or all): what to reconcile after a restart."""
-    query = select(CallAttempt.__table__).where(CallAttempt.status != AttemptStatus.ENDED.value)
+    query = select(_ATTEMPTS).where(CallAttempt.status != AttemptStatus.ENDED.value)
     if node_id is not None:
         query = query.where(CallAttempt.node_id == node_id)
     try:

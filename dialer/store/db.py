@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,10 +118,19 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
     return config
 
 
+# Alembic runs env.py through a module-global context proxy, so two threads of one process must
+# not migrate at once; other processes are kept out by the database locks taken below.
+_ALEMBIC_LOCK = threading.Lock()
+
+
 def _migrate(engine: Engine, action: str, revision: str) -> None:
-    with engine.begin() as conn:
+    with _ALEMBIC_LOCK, engine.begin() as conn:
+        # Several processes (dialer nodes, the web server) may start together: the first to get
+        # the lock migrates, the others wait and then find nothing left to do.
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, waiting up to busy_timeout
         config = _alembic_config(conn)
         if action == "upgrade":
             command.upgrade(config, revision)
