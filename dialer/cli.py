@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "engine": ("dialer.bench", "AMI events parsed+applied per second; CPU with calls in flight"),
     "pacing": ("sim.bench_pacing", "pacing algorithms over simulated days"),
     "compliance": ("compliance_guard.bench", "check-and-reserve throughput and latency"),
+    "store": ("dialer.store.bench", "import throughput and attempt writes vs bare baselines"),
 }
 
 

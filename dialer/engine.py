@@ -159,6 +159,12 @@ class CampaignEngine:
     def _wall(self, seconds: float) -> float:
         return seconds / self.scale
 
+    def _abandon_window(self) -> float:
+        """The abandon window in wall seconds (shrunk by a simulator's time scale). Our own
+        connect latency (a few ms of AGI round trips) is not scaled, so very high scales
+        overstate abandonment: the demo's x100 keeps it small."""
+        return self.config.campaign.abandon_after_s / self.scale
+
     def _now_dt(self) -> datetime:
         return self.wallclock()
 
@@ -391,7 +397,7 @@ class CampaignEngine:
                     row.uniqueid or "",
                     row.server,
                     now,
-                    self.config.campaign.abandon_after_s,
+                    self._abandon_window(),
                 )
                 call.agent_id = row.agent_id
                 candidate = repo.DialCandidate(
@@ -522,7 +528,7 @@ class CampaignEngine:
             uid,
             server.name,
             self.clock(),
-            self.config.campaign.abandon_after_s / self.scale,
+            self._abandon_window(),
         )
         live = LiveCall(call, candidate, decision.reservation_id)
         self.live[attempt_id] = live
@@ -717,7 +723,7 @@ class CampaignEngine:
         except ValueError:
             return RouteDecision("hangup")
         live = self.live.get(attempt_id)
-        deadline = self.clock() + self._wall(self.config.campaign.abandon_after_s)
+        deadline = self.clock() + self._abandon_window()
         while True:
             agent = self.agents.reserve_longest_idle(attempt_id, self.clock())
             if agent is not None:
