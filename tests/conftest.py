@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The Asterisk captures live beside the repository (../shared) in development and CI.
 TRACES = Path(os.environ.get("DIALER_TRACES_DIR", REPO.parent / "shared" / "asterisk-traces"))
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # CI sets this so that a missing service fails the run instead of skipping tests silently.
 REQUIRE_SERVICES = os.environ.get("DIALER_REQUIRE_SERVICES") == "1"
@@ -24,7 +26,9 @@ REQUIRE_SERVICES = os.environ.get("DIALER_REQUIRE_SERVICES") == "1"
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
             return True
     except OSError:
         return False

@@ -81,8 +81,9 @@ async def _rig(
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    r = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()])
+async def rig(tmp_path: Path, database_url: str) -> AsyncIterator[Rig]:
+    """The same campaign rig on SQLite and on PostgreSQL."""
+    r = await _rig(tmp_path, database_url, [_sim()])
     yield r
     r.store.close()
     await r.sim.close()
@@ -135,17 +136,6 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
     assert rig.engine.stats.resyncs == 0
 
 
-async def test_campaign_runs_the_same_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    rig = await _rig(tmp_path, postgres_url, [_sim()], debtors=25)
-    try:
-        await _run(rig)
-        rows = _assert_consistent(rig)
-        assert len(rows) == rig.sim.stats()["originates"]
-    finally:
-        rig.store.close()
-        await rig.sim.close()
-
-
 async def test_ami_drop_mid_campaign_pauses_reconnects_and_never_redials(rig: Rig) -> None:
     await _run(rig, during=lambda: rig.sim.drop_connections(reset=True))
     rows = _assert_consistent(rig)
@@ -153,7 +143,11 @@ async def test_ami_drop_mid_campaign_pauses_reconnects_and_never_redials(rig: Ri
     assert conn.reconnects >= 1
     assert rig.engine.stats.resyncs >= 1
     # Not one Originate more than attempts written: nothing was re-sent after the reconnect.
-    assert rig.sim.stats()["originates"] == len(rows)
+    # (An Originate written into the dying socket may never arrive; its row is closed honestly.)
+    received = rig.sim.stats()["originates"]
+    assert isinstance(received, int) and received <= len(rows)
+    unsure = [r for r in rows if r.outcome in ("unknown", "failed")]
+    assert len(rows) - received <= len(unsure)
 
 
 async def test_malformed_frame_is_skipped_and_the_connection_survives(rig: Rig) -> None:

@@ -12,7 +12,16 @@ import enum
 import logging
 from dataclasses import dataclass, field
 
-from dialer.ami.protocol import Message
+from dialer.ami.events import (
+    AmiEvent,
+    BridgeEnter,
+    DialProgress,
+    Hangup,
+    Newchannel,
+    Newstate,
+    OriginateResponse,
+    VarSet,
+)
 from dialer.calls.models import Outcome
 
 log = logging.getLogger(__name__)
@@ -111,14 +120,24 @@ class Call:
         return self.state in (CallState.ORIGINATING, CallState.RINGING, CallState.ANSWERED)
 
 
-def apply_event(call: Call, msg: Message, now: float) -> list[Effect]:
-    """Apply one AMI event belonging to `call`; return what the owner must act on."""
+def apply_event(call: Call, event: AmiEvent, now: float) -> list[Effect]:
+    """Apply one typed AMI event belonging to `call`; return what the owner must act on."""
     if call.state is CallState.ENDED:
         return []
-    handler = _HANDLERS.get(msg.fields.get("Event", ""))
-    if handler is None:
-        return []
-    effects = handler(call, msg.fields, now)
+    if isinstance(event, Newchannel):
+        effects = _on_newchannel(call, event)
+    elif isinstance(event, Newstate):
+        effects = _on_newstate(call, event, now)
+    elif isinstance(event, DialProgress):
+        effects = _on_dial_progress(call, event, now)
+    elif isinstance(event, OriginateResponse):
+        effects = _on_originate_response(call, event, now)
+    elif isinstance(event, VarSet):
+        effects = _on_varset(call, event, now)
+    elif isinstance(event, BridgeEnter):
+        effects = _on_bridge_enter(call, event, now)
+    else:
+        effects = _on_hangup(call, event)
     return effects + _maybe_end(call, now)
 
 
@@ -126,22 +145,20 @@ def _is_debtor_leg(call: Call, channel: str) -> bool:
     return call.channel is not None and channel == call.channel
 
 
-def _on_newchannel(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    channel = f.get("Channel", "")
-    call.live_channels.add(channel)
+def _on_newchannel(call: Call, event: Newchannel) -> list[Effect]:
+    call.live_channels.add(event.channel)
     call.seen_channel = True
-    if call.channel is None and f.get("Uniqueid") == call.linkedid:
-        call.channel = channel
+    if call.channel is None and event.uniqueid == call.linkedid:
+        call.channel = event.channel
     return []
 
 
-def _on_newstate(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    if not _is_debtor_leg(call, f.get("Channel", "")):
+def _on_newstate(call: Call, event: Newstate, now: float) -> list[Effect]:
+    if not _is_debtor_leg(call, event.channel):
         return []
-    desc = f.get("ChannelStateDesc")
-    if desc == "Ringing":
+    if event.state_desc == "Ringing":
         call._set_state(CallState.RINGING)
-    elif desc == "Up":
+    elif event.state_desc == "Up":
         return _answer(call, now)
     return []
 
@@ -153,83 +170,58 @@ def _answer(call: Call, now: float) -> list[Effect]:
     return []
 
 
-def _on_dial_state(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    # The Originate's own Dial* events carry only Dest* fields (fact 17).
-    if "Channel" in f or f.get("DestUniqueid") != call.linkedid:
+def _on_dial_progress(call: Call, event: DialProgress, now: float) -> list[Effect]:
+    # Only the Originate's own Dial* events (no source channel, fact 17) say how the debtor leg does.
+    if event.has_source or event.dest_uniqueid != call.linkedid:
         return []
-    status = f.get("DialStatus")
-    if status == "RINGING":
+    if event.status == "RINGING":
         call._set_state(CallState.RINGING)
-    elif status == "ANSWER":
+    elif event.status == "ANSWER":
         return _answer(call, now)
     return []
 
 
-def _on_originate_response(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    call.originate_result = f.get("Response")
-    try:
-        call.reason = int(f.get("Reason", ""))
-    except ValueError:
-        call.reason = None
-    if call.originate_result == "Success":
+def _on_originate_response(call: Call, event: OriginateResponse, now: float) -> list[Effect]:
+    call.originate_result = "Success" if event.success else "Failure"
+    call.reason = event.reason
+    if event.success:
         if call.channel is None:
-            call.channel = f.get("Channel")
+            call.channel = event.channel
         return _answer(call, now)
     return []
 
 
-def _on_varset(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    if not _is_debtor_leg(call, f.get("Channel", "")):
+def _on_varset(call: Call, event: VarSet, now: float) -> list[Effect]:
+    if not _is_debtor_leg(call, event.channel):
         return []
-    name = f.get("Variable")
-    value = f.get("Value", "")
-    if name == "AMDSTATUS":
-        call.amd_status = value
+    if event.variable == "AMDSTATUS":
+        call.amd_status = event.value
         call.greeting_done_at = now
-    elif name == "ROUTE":
-        call.route = value
-    elif name == "TARGET_AGENT":
-        call.agent_id = value or None
-    elif name == "RECORDING_FILE":
-        call.recording_file = value or None
+    elif event.variable == "ROUTE":
+        call.route = event.value
+    elif event.variable == "TARGET_AGENT":
+        call.agent_id = event.value or None
+    elif event.variable == "RECORDING_FILE":
+        call.recording_file = event.value or None
     return []
 
 
-def _on_bridge_enter(call: Call, f: dict[str, str], now: float) -> list[Effect]:
+def _on_bridge_enter(call: Call, event: BridgeEnter, now: float) -> list[Effect]:
     # The debtor leg entering a bridge with someone already in it is the moment of connection.
-    try:
-        in_bridge = int(f.get("BridgeNumChannels") or 0)
-    except ValueError:
-        in_bridge = 0
-    if _is_debtor_leg(call, f.get("Channel", "")) and in_bridge >= 2:
-        if call.state is CallState.RINGING or call.state is CallState.ORIGINATING:
-            _answer(call, now)
-        if call._set_state(CallState.CONNECTED):
-            call.connected_at = now
-            return [Connected(now, call.agent_id)]
+    if not _is_debtor_leg(call, event.channel) or event.channels_in_bridge < 2:
+        return []
+    if call.state in (CallState.ORIGINATING, CallState.RINGING):
+        _answer(call, now)
+    if call._set_state(CallState.CONNECTED):
+        call.connected_at = now
+        return [Connected(now, call.agent_id)]
     return []
 
 
-def _on_hangup(call: Call, f: dict[str, str], now: float) -> list[Effect]:
-    channel = f.get("Channel", "")
-    call.live_channels.discard(channel)
-    try:
-        call.causes[channel] = int(f.get("Cause", "0"))
-    except ValueError:
-        call.causes[channel] = 0
+def _on_hangup(call: Call, event: Hangup) -> list[Effect]:
+    call.live_channels.discard(event.channel)
+    call.causes[event.channel] = event.cause
     return []
-
-
-_HANDLERS = {
-    "Newchannel": _on_newchannel,
-    "Newstate": _on_newstate,
-    "DialState": _on_dial_state,
-    "DialEnd": _on_dial_state,
-    "OriginateResponse": _on_originate_response,
-    "VarSet": _on_varset,
-    "BridgeEnter": _on_bridge_enter,
-    "Hangup": _on_hangup,
-}
 
 
 def _maybe_end(call: Call, now: float) -> list[Effect]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from dialer.ami.events import typed_event
 from dialer.ami.protocol import Message
 from dialer.calls.state import Call, Effect, apply_event
 
@@ -78,7 +79,10 @@ class CallTable:
         call = self.find(msg)
         if call is None:
             return None
-        return call, apply_event(call, msg, now)
+        event = typed_event(msg)
+        if event is None:
+            return call, []
+        return call, apply_event(call, event, now)
 
     def __len__(self) -> int:
         return len(self._by_linkedid)
