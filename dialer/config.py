@@ -105,6 +105,10 @@ class CampaignConfig:
     dial_mode: str = "progressive"
     # A live answer not connected to an agent within this time is abandoned (FCC: 2 s).
     abandon_after_s: float = 2.0
+    # Pacing aims below this share of live answers abandoned (US FCC / UK Ofcom: 3%).
+    target_abandon_rate: float = 0.03
+    # Never more calls in flight than this many per working agent.
+    max_dial_ratio: float = 3.0
     wrap_up_s: float = 10.0
     max_attempts_per_phone: int = 1
     # Upper bound on calls in flight, whatever pacing asks.

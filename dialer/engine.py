@@ -41,16 +41,23 @@ from dialer.config import AmiServerConfig, Config
 from dialer.errors import AmiActionError, AmiConnectionLost, AmiError, AmiTimeout
 from dialer.logsafe import call_log, mask_phone
 from dialer.store import attempts as repo
+from dialer.store import campaigns
 from dialer.store.db import Store
-from pacing.models import AgentCallEnded, AnswerKind, CallOutcome, PacingState
+from pacing.models import AgentCallEnded, AnswerKind, CallOutcome, DialMode, Overrides, PacingState
 
 log = logging.getLogger(__name__)
 
 
 class PacerLike(Protocol):
+    """What the engine needs of `pacing.service.CampaignPacer`."""
+
     def calls_to_place(self, state: PacingState) -> int: ...
 
     def observe(self, event: CallOutcome | AgentCallEnded) -> None: ...
+
+    def apply(self, overrides: Overrides) -> None: ...
+
+    def to_json(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,8 @@ class CampaignEngine:
         self.started_at = 0.0
         self.finished_at = 0.0
         self._stop_at: float | None = None
+        self._overrides_revision = 0
+        self._snapshot_saved_at = 0.0
 
     # ----- time helpers: dialer timers shrink with the simulator's time scale -----
 
@@ -209,6 +218,7 @@ class CampaignEngine:
                     self._stopping = True
                 await self._resync_pending()
                 self._watchdog()
+                self._follow_supervisor()
                 if not self._stopping and self._dialling_allowed():
                     self._place_calls()
                 if self._done():
@@ -232,6 +242,7 @@ class CampaignEngine:
         finally:
             self.finished_at = self.clock()
             self.agents.log_out_all(self.finished_at)
+            self._save_pacing()
             for conn in self.connections.values():
                 await conn.close()
             for task in list(self._tasks):
@@ -374,6 +385,41 @@ class CampaignEngine:
         for live in list(self.live.values()):
             log.warning("x attempt %s: %s; outcome unknown", live.call.attempt_id, why)
             self._apply_effects(live, [end_call(live.call, now, Outcome.UNKNOWN)])
+
+    # ----- supervisor and pacing memory -----
+
+    def _follow_supervisor(self) -> None:
+        """Apply overrides written by `dialer campaign set` (or the console) on this tick."""
+        overrides = campaigns.pacing_overrides(self.store, self.campaign_id)
+        if overrides.revision != self._overrides_revision:
+            self._overrides_revision = overrides.revision
+            self.pacer.apply(
+                Overrides(
+                    target_abandon_rate=overrides.target_abandon_rate,
+                    max_dial_ratio=overrides.max_dial_ratio,
+                    dial_mode=DialMode(overrides.dial_mode) if overrides.dial_mode else None,
+                    paused=overrides.paused,
+                )
+            )
+            log.info(
+                "= campaign %s: supervisor overrides rev %d applied: %s",
+                self.campaign_id,
+                overrides.revision,
+                overrides,
+            )
+        now = self.clock()
+        if now - self._snapshot_saved_at > 30.0:
+            self._save_pacing()
+
+    def _save_pacing(self) -> None:
+        self._snapshot_saved_at = self.clock()
+        try:
+            campaigns.save_pacing_snapshot(
+                self.store, self.campaign_id, self.tenant_id, self.pacer.to_json()
+            )
+        except Exception:
+            # Losing a snapshot costs a cold start later, never a call: log and go on.
+            log.exception("x campaign %s: pacing snapshot not saved", self.campaign_id)
 
     # ----- crash recovery -----
 

@@ -12,8 +12,10 @@ from dialer.config import Config, load_config
 from dialer.engine import AttemptGate, CampaignEngine
 from dialer.gates import UnguardedGate
 from dialer.store import attempts as repo
+from dialer.store import campaigns
 from dialer.store.db import Store, open_store
 from dialer.summary import CampaignSummary, print_summary, progress_line, summarize
+from pacing.errors import SnapshotError
 from pacing.models import PacingSettings
 from pacing.service import make_pacer
 
@@ -41,8 +43,21 @@ async def run_campaign(
     campaign_id = repo.ensure_campaign(store, tenant_id, campaign_name, config.campaign.dial_mode)
     pacer = make_pacer(
         config.campaign.dial_mode,
-        PacingSettings(abandon_after_s=config.campaign.abandon_after_s),
+        PacingSettings(
+            abandon_after_s=config.campaign.abandon_after_s,
+            target_abandon_rate=config.campaign.target_abandon_rate,
+            max_dial_ratio=config.campaign.max_dial_ratio,
+        ),
     )
+    snapshot = campaigns.load_pacing_snapshot(store, campaign_id)
+    if snapshot is not None:
+        try:
+            pacer.restore(snapshot)
+            log.info("= campaign %s: pacing statistics restored from the last run", campaign_name)
+        except SnapshotError as exc:
+            log.warning(
+                "x campaign %s: pacing snapshot ignored (%s); starting cold", campaign_name, exc
+            )
     engine = CampaignEngine(
         config, store, tenant_id=tenant_id, campaign_id=campaign_id, pacer=pacer, gate=gate
     )

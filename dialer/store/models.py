@@ -277,3 +277,14 @@ class Disposition(Base):
     callback_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class PacingSnapshot(Base):
+    """A campaign's learned pacing statistics, so a campaign resumed later does not start cold."""
+
+    __tablename__ = "pacing_snapshots"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    snapshot: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
