@@ -34,6 +34,7 @@ TABLES = {
     "agents",
     "call_attempts",
     "dispositions",
+    "pacing_snapshots",
 }
 
 
