@@ -111,8 +111,24 @@ class CampaignConfig:
     max_dial_ratio: float = 3.0
     wrap_up_s: float = 10.0
     max_attempts_per_phone: int = 1
+    # A phone the compliance guard allows again within this many seconds (its window opens soon)
+    # is retried in this run; later ones wait for the next run.
+    reschedule_horizon_s: float = 3600.0
     # Upper bound on calls in flight, whatever pacing asks.
     max_channels: int = 200
+
+
+@dataclass(frozen=True)
+class ComplianceConfig:
+    """The guard every attempt passes before the Originate."""
+
+    # A preset (us-regf, us-ma, cn) or the path of a custom TOML rule set.
+    ruleset: str = "us-regf"
+    # memory (one node), sql (the product database; several nodes), redis (several nodes, fast).
+    backend: str = "memory"
+    redis_prefix: str = "compliance:"
+    # Append-only, hash-chained decision log; empty: <data_dir>/compliance-audit.jsonl.
+    audit_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,7 @@ class Config:
     agi: AgiConfig = field(default_factory=AgiConfig)
     dialing: DialingConfig = field(default_factory=DialingConfig)
     campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     agents: tuple[AgentConfig, ...] = ()
 
     @property
@@ -177,6 +194,7 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
         "AgiConfig": AgiConfig,
         "DialingConfig": DialingConfig,
         "CampaignConfig": CampaignConfig,
+        "ComplianceConfig": ComplianceConfig,
     }
     if ann in nested:
         return _build(nested[ann], value, where)

@@ -11,7 +11,13 @@ import asyncio
 import dataclasses
 import sys
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
+from zoneinfo import ZoneInfo
+
+import holidays
 
 from dialer.config import (
     AgentConfig,
@@ -23,7 +29,6 @@ from dialer.config import (
     DialingConfig,
     Secret,
 )
-from dialer.gates import UnguardedGate
 from dialer.importer import import_csv
 from dialer.portfolio import write_sample_portfolio
 from dialer.run import install_stop_signals, run_campaign
@@ -52,6 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     parser.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+
+
+def business_afternoon(today: date | None = None) -> datetime:
+    """13:00 in New York on the next working day: inside the legal calling window of every
+    US time zone (08:00 in Hawaii), so the demo dials at whatever hour it is run."""
+    day = (today or datetime.now(UTC).date()) + timedelta(days=1)
+    us_holidays = holidays.country_holidays("US")
+    while day.weekday() >= 5 or day in us_holidays:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(13, 0), tzinfo=ZoneInfo("America/New_York"))
+
+
+def simulated_clock(start: datetime, time_scale: float) -> Callable[[], datetime]:
+    """Wall time as the simulator lives it: `start`, then `time_scale` seconds per real second."""
+    origin = monotonic()
+    return lambda: (start + timedelta(seconds=(monotonic() - origin) * time_scale)).astimezone(UTC)
 
 
 def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float) -> Config:
@@ -104,9 +125,9 @@ async def run_demo(
             config,
             store,
             campaign_name="demo",
-            gate=UnguardedGate(),
             stop=stop,
             show_progress=show_progress,
+            wallclock=simulated_clock(business_afternoon(), time_scale),
         )
     finally:
         store.close()

@@ -101,6 +101,7 @@ class EngineStats:
     adopted: int = 0
     resyncs: int = 0
     ended: int = 0
+    talk_seconds: float = 0.0  # agent talk time (simulated seconds under a time scale)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -153,6 +154,8 @@ class CampaignEngine:
         self._hopper: deque[repo.DialCandidate] = deque()
         self._hopper_exhausted = False
         self._skipped_phones: set[int] = set()
+        # Phones the guard said "not now, but at T" for a T soon enough to wait for in this run.
+        self._deferred: dict[int, datetime] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -262,7 +265,9 @@ class CampaignEngine:
     def _done(self) -> bool:
         if self.live:
             return False
-        return self._stopping or (self._hopper_exhausted and not self._hopper)
+        return self._stopping or (
+            self._hopper_exhausted and not self._hopper and not self._deferred
+        )
 
     def _spawn(self, coro: object, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -504,8 +509,19 @@ class CampaignEngine:
             self._dial(candidate)
 
     def _next_candidate(self) -> repo.DialCandidate | None:
+        if self._deferred:
+            now = self._now_dt()
+            due = [phone for phone, at in self._deferred.items() if at <= now]
+            for phone in due:
+                del self._deferred[phone]
+            if due:
+                self._hopper_exhausted = False
         if not self._hopper and not self._hopper_exhausted:
-            busy = {lc.candidate.phone_id for lc in self.live.values()} | self._skipped_phones
+            busy = (
+                {lc.candidate.phone_id for lc in self.live.values()}
+                | self._skipped_phones
+                | set(self._deferred)
+            )
             batch = repo.next_candidates(
                 self.store,
                 self.campaign_id,
@@ -710,6 +726,7 @@ class CampaignEngine:
         if call.agent_id and self.agents.end_call(call.agent_id, effect.at):
             agent_id = call.agent_id
             talk = (effect.at - call.connected_at) * self.scale if call.connected_at else 0.0
+            self.stats.talk_seconds += talk
             self.pacer.observe(
                 AgentCallEnded(
                     ended_at=effect.at * self.scale,

@@ -1,17 +1,140 @@
-"""Attempt gates the engine asks before each Originate (the compliance guard plugs in here)."""
+"""Attempt gates the engine asks before each Originate: the compliance guard, and an open gate
+for tests of the engine alone."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from pathlib import Path
 
+from sqlalchemy import select
+
+from compliance_guard.audit import JsonlAudit
+from compliance_guard.models import AttemptRequest, PhoneType
+from compliance_guard.models import Outcome as ComplianceOutcome
+from compliance_guard.rules import load_ruleset
+from compliance_guard.service import Guard, RuleBook
+from compliance_guard.store import ComplianceStore, MemoryStore
 from dialer.calls.models import Outcome
+from dialer.config import Config
 from dialer.engine import GateDecision
+from dialer.errors import ConfigError
 from dialer.store.attempts import DialCandidate
+from dialer.store.db import Store
+from dialer.store.models import Address
+
+log = logging.getLogger(__name__)
+
+# How a finished call counts for the rules. `unknown` is never reported: a pending reservation
+# keeps counting, which is the safe side.
+_NETWORK_OUTCOMES = {
+    Outcome.BUSY: ComplianceOutcome.BUSY,
+    Outcome.NO_ANSWER: ComplianceOutcome.NO_ANSWER,
+    Outcome.MACHINE: ComplianceOutcome.MACHINE,
+    # Never reached the debtor's line: Reg F does not count calls that do not connect.
+    Outcome.CONGESTION: ComplianceOutcome.NETWORK_FAILURE,
+    Outcome.INVALID_NUMBER: ComplianceOutcome.NETWORK_FAILURE,
+    Outcome.FAILED: ComplianceOutcome.NETWORK_FAILURE,
+}
+
+
+def compliance_outcome(outcome: Outcome, connected: bool) -> ComplianceOutcome | None:
+    if outcome is Outcome.ANSWERED:
+        return ComplianceOutcome.CONVERSATION if connected else ComplianceOutcome.ABANDONED
+    return _NETWORK_OUTCOMES.get(outcome)
+
+
+class ComplianceGate:
+    """Adapts the dialer's candidates to the guard's check-and-reserve."""
+
+    def __init__(self, guard: Guard, store: Store, *, tenant: str, campaign_id: int) -> None:
+        self.guard = guard
+        self.store = store
+        self.tenant = tenant
+        self.campaign_id = campaign_id
+
+    def _request(self, candidate: DialCandidate, now: datetime) -> AttemptRequest:
+        with self.store.begin() as conn:
+            address = conn.execute(
+                select(Address.postal_code, Address.country, Address.region)
+                .where(Address.debtor_id == candidate.debtor_id)
+                .limit(1)
+            ).first()
+        try:
+            phone_type = PhoneType(candidate.phone_type)
+        except ValueError:
+            phone_type = PhoneType.OTHER
+        return AttemptRequest(
+            tenant=self.tenant,
+            person_id=str(candidate.debtor_id),
+            debt_ids=(str(candidate.debt_id),) if candidate.debt_id is not None else (),
+            phone=candidate.e164,
+            campaign_id=str(self.campaign_id),
+            phone_type=phone_type,
+            time_zones=(candidate.timezone,) if candidate.timezone else (),
+            postal_code=address.postal_code if address else None,
+            country=address.country if address else None,
+            region=address.region if address else None,
+            # Read from the store just now.
+            facts_as_of=now,
+        )
+
+    def reserve(self, candidate: DialCandidate, now: datetime) -> GateDecision:
+        decision = self.guard.check_and_reserve(self._request(candidate, now), now)
+        if decision.allowed:
+            return GateDecision(True, reservation_id=decision.reservation_id)
+        reason = "; ".join(f"{r.rule}: {r.message}" for r in decision.reasons)
+        return GateDecision(False, reason=reason, next_allowed_at=decision.next_allowed_at)
+
+    def release(self, reservation_id: str, now: datetime) -> None:
+        self.guard.release(reservation_id, now)
+
+    def record_outcome(
+        self, reservation_id: str, outcome: Outcome, connected: bool, now: datetime
+    ) -> None:
+        mapped = compliance_outcome(outcome, connected)
+        if mapped is not None:
+            self.guard.record_outcome(reservation_id, mapped, now)
+
+
+def build_guard(config: Config, store: Store) -> Guard:
+    """The guard as configured: rule set, ledger backend, audit log."""
+    settings = config.compliance
+    try:
+        ruleset = load_ruleset(settings.ruleset)
+    except Exception as exc:
+        raise ConfigError(f"compliance.ruleset: {exc}") from exc
+    backend: ComplianceStore
+    if settings.backend == "memory":
+        backend = MemoryStore()
+    elif settings.backend == "sql":
+        from compliance_guard.store_sql import SqlStore
+
+        backend = SqlStore(store.engine)
+    elif settings.backend == "redis":
+        from compliance_guard.store_redis import RedisStore
+
+        if not config.redis_url:
+            raise ConfigError("compliance.backend = 'redis' needs redis_url (or REDIS_URL)")
+        backend = RedisStore(config.redis_url, prefix=settings.redis_prefix)
+    else:
+        raise ConfigError(f"compliance.backend: {settings.backend!r} is not memory, sql or redis")
+    audit_path = (
+        Path(settings.audit_path)
+        if settings.audit_path
+        else config.data_dir / "compliance-audit.jsonl"
+    )
+    audit_path.parent.mkdir(parents=True, exist_ok=True)
+    rulebook = RuleBook({ruleset.name: ruleset}, default=ruleset.name)
+    log.info(
+        "= compliance: rule set %s, %s ledger, audit %s", ruleset.name, settings.backend, audit_path
+    )
+    return Guard(backend, rulebook, audit=JsonlAudit(audit_path))
 
 
 class UnguardedGate:
-    """Allows every attempt. Only for the simulator demo and tests of the engine itself; a
-    campaign against a real Asterisk always runs behind the compliance guard."""
+    """Allows every attempt. Only for tests of the engine itself; `dialer run` and the demo
+    always dial behind the compliance guard."""
 
     def __init__(self) -> None:
         self._next = 0

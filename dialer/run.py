@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dialer.config import Config, load_config
 from dialer.engine import AttemptGate, CampaignEngine
-from dialer.gates import UnguardedGate
+from dialer.gates import ComplianceGate, build_guard
 from dialer.store import attempts as repo
 from dialer.store import campaigns
 from dialer.store.db import Store, open_store
@@ -34,11 +36,14 @@ async def run_campaign(
     store: Store,
     *,
     campaign_name: str,
-    gate: AttemptGate,
     stop: asyncio.Event,
     show_progress: bool,
+    gate: AttemptGate | None = None,
+    wallclock: Callable[[], datetime] | None = None,
 ) -> CampaignSummary:
-    """Run one campaign to the end (list exhausted) or until `stop` is set; summarise it."""
+    """Run one campaign to the end (list exhausted) or until `stop` is set; summarise it.
+
+    Without `gate`, every attempt passes the compliance guard configured in `config`."""
     tenant_id = repo.ensure_tenant(store, config.campaign.tenant)
     campaign_id = repo.ensure_campaign(store, tenant_id, campaign_name, config.campaign.dial_mode)
     pacer = make_pacer(
@@ -58,8 +63,21 @@ async def run_campaign(
             log.warning(
                 "x campaign %s: pacing snapshot ignored (%s); starting cold", campaign_name, exc
             )
+    if gate is None:
+        gate = ComplianceGate(
+            build_guard(config, store),
+            store,
+            tenant=config.campaign.tenant,
+            campaign_id=campaign_id,
+        )
     engine = CampaignEngine(
-        config, store, tenant_id=tenant_id, campaign_id=campaign_id, pacer=pacer, gate=gate
+        config,
+        store,
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        pacer=pacer,
+        gate=gate,
+        wallclock=wallclock or (lambda: datetime.now(UTC)),
     )
     await engine.run(stop, progress_line if show_progress else None)
     return summarize(engine, campaign_name)
@@ -83,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
             config,
             store,
             campaign_name=args.campaign or config.campaign.name,
-            gate=UnguardedGate(),
             stop=stop,
             show_progress=not args.quiet,
         )

@@ -45,7 +45,7 @@ def summarize(engine: CampaignEngine, campaign_name: str) -> CampaignSummary:
         outcomes=outcomes,
         unknown=totals.outcomes.get("unknown", 0),
         agent_occupancy=round(engine.agents.occupancy(engine.finished_at), 4),
-        talk_minutes=round(totals.talk_seconds * engine.scale / 60, 2),
+        talk_minutes=round(engine.stats.talk_seconds / 60, 2),
         duration_s=round(engine.finished_at - engine.started_at, 2),
         originate_errors=engine.stats.originate_errors,
         denied_by_compliance=engine.stats.denied_by_gate,

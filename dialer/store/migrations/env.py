@@ -7,6 +7,8 @@ from sqlalchemy import Connection, create_engine
 
 from dialer.store.models import Base
 
+# The compliance guard's tables (compliance_guard.store_sql.metadata) share this database; their
+# revisions are written by hand (0003) and tests/test_store.py checks them against that metadata.
 target_metadata = Base.metadata
 
 

@@ -1,0 +1,1 @@
+"""Preset rule sets shipped as TOML data (a package so that wheels carry the files)."""

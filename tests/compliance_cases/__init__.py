@@ -1,0 +1,1 @@
+"""Worked examples and helpers shared by the compliance guard's tests."""

@@ -1,0 +1,144 @@
+"""No Originate leaves without a reservation granted by the compliance guard."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from compliance_guard.rules import load_preset
+from compliance_guard.service import Guard, RuleBook
+from compliance_guard.store import MemoryStore
+from compliance_guard.store_redis import RedisStore
+from dialer.calls.models import Outcome
+from dialer.demo import business_afternoon, simulated_clock
+from dialer.engine import CampaignEngine, GateDecision
+from dialer.gates import ComplianceGate, compliance_outcome
+from dialer.store.attempts import DialCandidate
+from pacing.service import make_pacer
+from tests.test_engine import SCALE, Rig, _rig, _sim
+
+
+class CountingGate:
+    """The real compliance gate, with a tally of what it granted, released and was told."""
+
+    def __init__(self, inner: ComplianceGate) -> None:
+        self.inner = inner
+        self.granted: set[str] = set()
+        self.released: set[str] = set()
+        self.denied = 0
+
+    def reserve(self, candidate: DialCandidate, now: datetime) -> GateDecision:
+        decision = self.inner.reserve(candidate, now)
+        if decision.allowed:
+            assert decision.reservation_id is not None
+            self.granted.add(decision.reservation_id)
+        else:
+            self.denied += 1
+        return decision
+
+    def release(self, reservation_id: str, now: datetime) -> None:
+        self.released.add(reservation_id)
+        self.inner.release(reservation_id, now)
+
+    def record_outcome(
+        self, reservation_id: str, outcome: Outcome, connected: bool, now: datetime
+    ) -> None:
+        assert reservation_id in self.granted
+        self.inner.record_outcome(reservation_id, outcome, connected, now)
+
+
+def _guarded(rig: Rig, guard: Guard, clock: Callable[[], datetime]) -> CountingGate:
+    gate = CountingGate(
+        ComplianceGate(guard, rig.store, tenant="default", campaign_id=rig.engine.campaign_id)
+    )
+    rig.engine = CampaignEngine(
+        rig.config,
+        rig.store,
+        tenant_id=rig.engine.tenant_id,
+        campaign_id=rig.engine.campaign_id,
+        pacer=make_pacer("progressive"),
+        gate=gate,
+        wallclock=clock,
+    )
+    return gate
+
+
+def _regf_guard(store: MemoryStore | RedisStore) -> Guard:
+    regf = load_preset("us-regf")
+    return Guard(store, RuleBook({regf.name: regf}, default=regf.name))
+
+
+async def test_every_originate_holds_a_granted_reservation(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=40)
+    gate = _guarded(rig, _regf_guard(MemoryStore()), simulated_clock(business_afternoon(), SCALE))
+    try:
+        async with asyncio.timeout(90):
+            await rig.engine.run(asyncio.Event())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+    originates = rig.sim.stats()["originates"]
+    assert isinstance(originates, int) and originates > 0
+    assert originates == len(gate.granted) - len(gate.released)
+    # Reg F: after a conversation about a debt, no call about it for 7 days, on any phone.
+    with rig.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT debt_id, connected_at, dialed_at FROM call_attempts ORDER BY dialed_at")
+        ).all()
+    talked: dict[int, datetime] = {}
+    for debt_id, connected_at, dialed_at in rows:
+        assert debt_id not in talked, f"debt {debt_id} called again after a conversation"
+        if connected_at is not None:
+            talked[debt_id] = dialed_at
+    assert talked, "no conversation happened: the rule was never exercised"
+    assert gate.denied > 0
+
+
+async def test_dialer_dials_nobody_when_the_guard_cannot_reach_its_ledger(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=10)
+    dead_redis = RedisStore("redis://127.0.0.1:1/0")  # nothing listens there
+    gate = _guarded(rig, _regf_guard(dead_redis), simulated_clock(business_afternoon(), SCALE))
+    try:
+        async with asyncio.timeout(60):
+            await rig.engine.run(asyncio.Event())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+    assert rig.sim.stats()["originates"] == 0
+    assert gate.granted == set()
+    assert gate.denied > 0
+    assert rig.engine.stats.denied_by_gate == gate.denied
+
+
+async def test_nobody_is_called_outside_the_legal_window(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=10)
+    # 06:00 in New York: 03:00 in Los Angeles, 01:00 in Honolulu; before 08:00 everywhere.
+    night = business_afternoon() - timedelta(hours=7)
+    rig.config = dataclasses.replace(
+        rig.config, campaign=dataclasses.replace(rig.config.campaign, reschedule_horizon_s=0)
+    )
+    gate = _guarded(rig, _regf_guard(MemoryStore()), lambda: night.astimezone(UTC))
+    try:
+        async with asyncio.timeout(60):
+            await rig.engine.run(asyncio.Event())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+    assert rig.sim.stats()["originates"] == 0
+    assert gate.denied > 0
+
+
+def test_finished_calls_count_for_the_rules_as_the_law_sees_them() -> None:
+    from compliance_guard.models import Outcome as Counted
+
+    assert compliance_outcome(Outcome.ANSWERED, connected=True) is Counted.CONVERSATION
+    assert compliance_outcome(Outcome.ANSWERED, connected=False) is Counted.ABANDONED
+    assert compliance_outcome(Outcome.CONGESTION, connected=False) is Counted.NETWORK_FAILURE
+    assert compliance_outcome(Outcome.MACHINE, connected=False) is Counted.MACHINE
+    # Unknown stays pending: a pending reservation keeps counting, the safe side.
+    assert compliance_outcome(Outcome.UNKNOWN, connected=False) is None
