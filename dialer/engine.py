@@ -359,9 +359,8 @@ class CampaignEngine:
     def _adopt_channels(self, call: Call, items: list[Message], now: float) -> None:
         call.live_channels = {i.get("Channel") or "" for i in items}
         call.seen_channel = True
-        if call.originate_result is None:
-            # The OriginateResponse may have been lost; let the channels decide the end.
-            call.originate_result = "Success"
+        # Its OriginateResponse may have been lost: let the channels decide the end.
+        call.adopted = True
         for item in items:
             if item.get("Uniqueid") == call.linkedid:
                 call.channel = item.get("Channel")

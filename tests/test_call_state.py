@@ -153,3 +153,23 @@ def test_live_answer_left_waiting_past_the_window_is_abandoned() -> None:
 def test_events_of_other_calls_are_ignored() -> None:
     table = CallTable()
     assert table.dispatch(Message({"Event": "Hangup", "Linkedid": "someone-else"}), 1.0) is None
+
+
+def test_call_adopted_after_lost_events_is_not_called_answered_unless_it_was() -> None:
+    """Rebuilt from CoreShowChannels while ringing, then rang out: no answer, not 'answered'."""
+    from dialer.calls.state import CallState
+
+    call = Call(attempt_id=7, linkedid="n1-7", server="a", dialed_at=0.0, adopted=True)
+    ch1, ch2 = "Local/1555@debtor-sim-00000009;1", "Local/1555@debtor-sim-00000009;2"
+    call.channel = ch1
+    call.live_channels = {ch1, ch2}
+    call.seen_channel = True
+    table = CallTable()
+    table.add(call)
+    for channel in (ch2, ch1):
+        table.dispatch(
+            Message({"Event": "Hangup", "Channel": channel, "Cause": "19", "Linkedid": "n1-7"}),
+            30.0,
+        )
+    assert call.state is CallState.ENDED
+    assert call.outcome is Outcome.NO_ANSWER

@@ -103,6 +103,9 @@ class Call:
     causes: dict[str, int] = field(default_factory=dict)
     outcome: Outcome | None = None
     abandoned: bool = False
+    # Rebuilt from CoreShowChannels after events were lost: its OriginateResponse may never
+    # come, so it ends when its channels are gone.
+    adopted: bool = False
 
     def _set_state(self, new: CallState) -> bool:
         if new is self.state:
@@ -225,7 +228,7 @@ def _on_hangup(call: Call, event: Hangup) -> list[Effect]:
 
 
 def _maybe_end(call: Call, now: float) -> list[Effect]:
-    if call.originate_result is None or call.live_channels:
+    if call.live_channels or (call.originate_result is None and not call.adopted):
         return []
     if call.originate_result == "Success" and not call.seen_channel:
         return []  # channel events still to come
@@ -276,4 +279,5 @@ def classify(call: Call) -> Outcome:
         return Outcome.CONGESTION
     if causes & _NO_ANSWER_CAUSES:
         return Outcome.NO_ANSWER
-    return Outcome.FAILED
+    # An adopted call whose end we only partly saw: say so rather than guess.
+    return Outcome.UNKNOWN if call.adopted else Outcome.FAILED
