@@ -58,6 +58,13 @@ class PacingState:
     ringing_s: tuple[float, ...] = ()  # one entry per call placed, not yet answered
     waiting_s: tuple[float, ...] = ()  # one entry per live answer waiting for an agent
 
+    def __post_init__(self) -> None:
+        if self.agents_ready < 0 or self.agents_paused < 0:
+            raise ValueError(
+                f"PacingState: agent counts cannot be negative "
+                f"(ready={self.agents_ready}, paused={self.agents_paused})"
+            )
+
     @property
     def agents_on_call(self) -> int:
         return len(self.on_call_s)
