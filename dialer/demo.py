@@ -87,7 +87,7 @@ def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float
         dialing=DialingConfig(
             channel_template="Local/{number}@debtor-sim", use_amd=True, record=True
         ),
-        campaign=CampaignConfig(name="demo", dial_mode="progressive", wrap_up_s=10.0),
+        campaign=CampaignConfig(name="demo", dial_mode="predictive", wrap_up_s=10.0),
         agents=tuple(
             AgentConfig(id=f"agent{i}", channel=f"Local/agent{i}@agents")
             for i in range(1, agents + 1)
