@@ -15,11 +15,11 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol
 
 from agi.connect import AnsweredCall, ConnectScript, RouteDecision
 from agi.server import FastAgiServer
@@ -89,7 +89,6 @@ class LiveCall:
     call: Call
     candidate: repo.DialCandidate
     reservation_id: str | None
-    waiting_since: float | None = None
 
 
 @dataclass
@@ -269,8 +268,8 @@ class CampaignEngine:
             self._hopper_exhausted and not self._hopper and not self._deferred
         )
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -674,7 +673,6 @@ class CampaignEngine:
         for effect in effects:
             at = self._now_dt()
             if isinstance(effect, Answered):
-                live.waiting_since = effect.at
                 repo.update_attempt(
                     self.store,
                     call.attempt_id,
