@@ -21,7 +21,17 @@ def canonical(body: Mapping[str, Any]) -> str:
 
 
 def chain_hash(prev: str, seq: int, body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(f"{prev}\n{seq}\n{canonical(body)}".encode()).hexdigest()
+    return _link_hash(prev, seq, canonical(body))
+
+
+def _link_hash(prev: str, seq: int, canonical_body: str) -> str:
+    return hashlib.sha256(f"{prev}\n{seq}\n{canonical_body}".encode()).hexdigest()
+
+
+def _entry_line(seq: int, prev: str, h: str, canonical_body: str) -> str:
+    """`canonical({"seq", "prev", "hash", "body"})`, reusing the body's encoding (keys sorted:
+    body, hash, prev, seq; the hashes are hex digits, so nothing needs escaping)."""
+    return f'{{"body":{canonical_body},"hash":"{h}","prev":"{prev}","seq":{seq}}}'
 
 
 class AuditSink(Protocol):
@@ -44,9 +54,10 @@ class MemoryAudit:
         self.head = GENESIS
 
     def append(self, body: Mapping[str, Any]) -> str:
+        text = canonical(body)  # outside the lock
         with self._lock:
             seq = len(self.entries)
-            h = chain_hash(self.head, seq, body)
+            h = _link_hash(self.head, seq, text)
             self.entries.append({"seq": seq, "prev": self.head, "hash": h, "body": dict(body)})
             self.head = h
             return h
@@ -71,10 +82,10 @@ class JsonlAudit:
         self._file = self.path.open("a", encoding="utf-8")
 
     def append(self, body: Mapping[str, Any]) -> str:
+        text = canonical(body)  # encoded once, outside the lock: for the hash and the line
         with self._lock:
-            h = chain_hash(self.head, self._seq, body)
-            entry = {"seq": self._seq, "prev": self.head, "hash": h, "body": body}
-            self._file.write(canonical(entry) + "\n")
+            h = _link_hash(self.head, self._seq, text)
+            self._file.write(_entry_line(self._seq, self.head, h, text) + "\n")
             self._file.flush()
             if self._fsync:
                 os.fsync(self._file.fileno())

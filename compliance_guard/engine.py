@@ -29,6 +29,9 @@ from compliance_guard.zones import ZoneResolution
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
+DAY_US = 86_400_000_000
+UTC_ZONE = ZoneInfo("UTC")
+NO_COUNTS: frozenset[str] = frozenset()
 SEARCH_DAYS = 40  # how far ahead next_allowed_at looks for an open window
 
 
@@ -139,8 +142,9 @@ class EngineCache:
         self._compiled: dict[tuple[str, Channel, PhoneType], Compiled] = {}
         self._instants: dict[tuple[date, int, str], datetime] = {}
         self._zones: dict[tuple[str, ...], tuple[ZoneInfo, ...]] = {}
-        # (compiled digest, channel, window index, zone, local date) -> that day's spans.
-        self._days: dict[tuple[str, Channel, int, str, date], DaySpans] = {}
+        # (rule set digest, channel, window index, zone, local date) -> that day's spans.
+        self._days: dict[tuple[str, str, int, str, date], DaySpans] = {}
+        self._templates: dict[tuple[Any, ...], Template] = {}
         self._max = max_entries
 
     def is_holiday(self, rule: WindowRule, d: date) -> bool:
@@ -177,7 +181,7 @@ class EngineCache:
         self, comp: Compiled, channel: Channel, index: int, zone: ZoneInfo, d: date
     ) -> DaySpans:
         """The spans window `index` opens on local day `d` (holidays included), with end walls."""
-        key = (comp.digest, channel, index, zone.key, d)
+        key = (comp.digest, channel._value_, index, zone.key, d)
         hit = self._days.get(key)
         if hit is None:
             rule = comp.windows[index]
@@ -187,6 +191,29 @@ class EngineCache:
             if len(self._days) >= self._max:
                 self._days.clear()
             self._days[key] = hit
+        return hit
+
+    def template(self, ruleset: RuleSet, request: AttemptRequest) -> Template:
+        """The clock-free part of the plan for this request (keys, flag targets, explanations)."""
+        r = request
+        key = (
+            ruleset.digest,
+            r.channel._value_,  # plain str: hashing an enum member calls Python code
+            r.phone_type._value_,
+            r.tenant,
+            r.person_id,
+            tuple(r.debt_ids),
+            r.phone,
+            r.campaign_id,
+            r.third_party,
+        )
+        hit = self._templates.get(key)
+        if hit is None:
+            comp = self.compiled(ruleset, r.channel, r.phone_type)
+            hit = _template(ruleset, comp, r)
+            if len(self._templates) >= self._max:
+                self._templates.clear()
+            self._templates[key] = hit
         return hit
 
     def compiled(self, ruleset: RuleSet, channel: Channel, phone_type: PhoneType) -> Compiled:
@@ -308,6 +335,8 @@ def validate(request: AttemptRequest, now: datetime) -> None:
 
 
 def effective_zones(ruleset: RuleSet, res: ZoneResolution) -> tuple[tuple[str, ...], list[Reason]]:
+    if res.zones and not res.unknown:
+        return res.zones, []  # the common case
     reasons = [
         Reason(
             "zone-unknown",
@@ -330,6 +359,82 @@ def effective_zones(ruleset: RuleSet, res: ZoneResolution) -> tuple[tuple[str, .
     return zones, reasons
 
 
+class _LedgerSpec(NamedTuple):
+    """A ledger check without its window start (which depends on the clock)."""
+
+    key: str
+    limit: int
+    days: int
+    calendar: bool
+    record: bool
+    counts: frozenset[str]
+
+
+class Template(NamedTuple):
+    """The clock-free part of a plan: ledger keys, flag targets, explanations.
+
+    A pure function of the compiled rules and the request's identity fields (tenant, person,
+    debts, phone, campaign, channel, phone type, third party), so cached under exactly those.
+    """
+
+    compiled: Compiled
+    third_party_reason: Reason | None  # the rule set never allows third parties
+    flag_checks: tuple[FlagCheck, ...]
+    ledgers: tuple[_LedgerSpec, ...]
+    infos: tuple[CheckInfo, ...]
+    conversation_keys: tuple[str, ...]  # the ledgers a conversation on this attempt feeds
+
+
+def _template(ruleset: RuleSet, comp: Compiled, request: AttemptRequest) -> Template:
+    tenant, person = request.tenant, request.person_id
+    third_party_reason = None
+    required: frozenset[str] = frozenset()
+    if request.third_party:
+        if ruleset.third_party is ThirdPartyPolicy.NEVER:
+            third_party_reason = Reason(
+                "third-party",
+                "this rule set never allows calling third parties",
+                ruleset.third_party_citation,
+            )
+        elif ruleset.third_party is ThirdPartyPolicy.WHEN_DEBTOR_UNREACHABLE:
+            required = frozenset({Flag.DEBTOR_UNREACHABLE.value})
+    blocking = comp.blocking
+    flag_checks = [FlagCheck(flag_target(tenant, "person", person), blocking, required)]
+    flag_checks += [FlagCheck(flag_target(tenant, "debt", d), blocking) for d in request.debt_ids]
+    flag_checks.append(FlagCheck(flag_target(tenant, "phone", request.phone), blocking))
+    ledgers: list[_LedgerSpec] = []
+    infos: list[CheckInfo] = []
+    for cp in comp.caps:
+        prefix = f"{'*' if cp.owner_shared else tenant}|{cp.key_middle}"
+        cap = cp.rule
+        for subject, value in _scope_values(cap.scope, request):
+            ledgers.append(
+                _LedgerSpec(prefix + value, cap.limit, cp.info_days, cp.calendar, True, cp.counts)
+            )
+            infos.append(
+                CheckInfo(
+                    cap.id, cap.citation, cap.message, "cap", cp.info_days, cp.calendar, subject
+                )
+            )
+    conv_keys = tuple(conversation_key(tenant, person, d) for d in request.debt_ids)
+    for conv in comp.conversations:
+        for debt, key in zip(request.debt_ids, conv_keys, strict=True):
+            ledgers.append(_LedgerSpec(key, 1, conv.days, True, False, NO_COUNTS))
+            infos.append(
+                CheckInfo(
+                    conv.id, conv.citation, conv.message, "conversation", conv.days, True, debt
+                )
+            )
+    return Template(
+        comp,
+        third_party_reason,
+        tuple(flag_checks),
+        tuple(ledgers),
+        tuple(infos),
+        conv_keys if request.channel is Channel.CALL else (),
+    )
+
+
 def make_plan(
     ruleset: RuleSet,
     request: AttemptRequest,
@@ -341,11 +446,12 @@ def make_plan(
     """Everything decidable without the ledger, and the ledger checks to run atomically."""
     validate(request, now)
     now = now.astimezone(UTC)
+    now_us = to_us(now)
+    tpl = cals.template(ruleset, request)
+    comp = tpl.compiled
     zone_names, static = effective_zones(ruleset, resolution)
     final = bool(static)
-    tz = [ZoneInfo(z) for z in zone_names]
-    tenant, ch = request.tenant, request.channel
-    comp = cals.compiled(ruleset, ch, request.phone_type)
+    tz = cals.zone_infos(zone_names)
     if max_facts_age is not None and request.facts_as_of is not None:
         age = now - request.facts_as_of
         if age > max_facts_age:
@@ -357,34 +463,31 @@ def make_plan(
                 )
             )
             final = True
-    required: frozenset[str] = frozenset()
-    if request.third_party:
-        if ruleset.third_party is ThirdPartyPolicy.NEVER:
-            static.append(
-                Reason(
-                    "third-party",
-                    "this rule set never allows calling third parties",
-                    ruleset.third_party_citation,
-                )
-            )
-            final = True
-        elif ruleset.third_party is ThirdPartyPolicy.WHEN_DEBTOR_UNREACHABLE:
-            required = frozenset({Flag.DEBTOR_UNREACHABLE.value})
-    blocking = comp.blocking
-    flag_checks = [FlagCheck(f"{tenant}|flag|person|{request.person_id}", blocking, required)]
-    flag_checks += [FlagCheck(f"{tenant}|flag|debt|{d}", blocking) for d in request.debt_ids]
-    flag_checks.append(FlagCheck(f"{tenant}|flag|phone|{request.phone}", blocking))
+    if tpl.third_party_reason is not None:
+        static.append(tpl.third_party_reason)
+        final = True
 
     # Local readings of the dial moment, computed now from the zone rules (DST included).
-    locals_now = [now.astimezone(z) for z in tz]
     if tz:
-        ends = [(now + comp.ring).astimezone(z) for z in tz]
-        for rule in comp.windows:
+        locals_now = [now.astimezone(z) for z in tz]
+        ch = request.channel
+        end_t = now + comp.ring
+        ends: list[datetime | None] = [None] * len(tz)  # local wall of the ring's end, lazily
+        for wi, rule in enumerate(comp.windows):
             closed = []
-            for z, local, end in zip(tz, locals_now, ends, strict=True):
-                d = local.date()
-                spans = rule.holiday_hours if cals.is_holiday(rule, d) else rule.hours[d.weekday()]
-                if not _inside(local, end, spans):
+            for zi, z in enumerate(tz):
+                local = locals_now[zi]
+                minute = local.hour * 60 + local.minute
+                inside = False
+                for start, stop, end_wall in cals.day_spans(comp, ch, wi, z, local.date()):
+                    if start <= minute < stop:
+                        end = ends[zi]
+                        if end is None:
+                            end = ends[zi] = end_t.astimezone(z).replace(tzinfo=None)
+                        if end <= end_wall:
+                            inside = True
+                            break
+                if not inside:
                     closed.append((z, local))
             if closed:
                 where = ", ".join(f"{local:%a %H:%M} in {z.key}" for z, local in closed)
@@ -397,57 +500,44 @@ def make_plan(
                 static.append(
                     Reason("debtor-preference", f"outside the times the debtor accepts ({where})")
                 )
-
-    # Without a zone the attempt is already denied; ledgers are still named (history import),
-    # counted from UTC days.
-    if not tz:
-        tz = [ZoneInfo("UTC")]
+    else:
+        # Without a zone the attempt is already denied; ledgers are still named (history
+        # import), counted from UTC days.
+        tz = (UTC_ZONE,)
         locals_now = [now]
-    today = [(local.date(), z) for local, z in zip(locals_now, tz, strict=True)]
-
-    def start_us(days: int, calendar: bool) -> int:
-        if not calendar:
-            return to_us(now - timedelta(days=days) + ONE_US)
-        back = timedelta(days=days - 1)
-        return to_us(min(cals.day_start(d - back, z) for d, z in today))
-
-    checks: list[LedgerCheck] = []
-    infos: list[CheckInfo] = []
-    for cp in comp.caps:
-        start = start_us(cp.info_days, cp.calendar)
-        prefix = f"{'*' if cp.owner_shared else tenant}|{cp.key_middle}"
-        cap = cp.rule
-        for subject, value in _scope_values(cap.scope, request):
-            checks.append(LedgerCheck(prefix + value, cap.limit, start, True, cp.counts))
-            infos.append(
-                CheckInfo(
-                    cap.id, cap.citation, cap.message, "cap", cp.info_days, cp.calendar, subject
-                )
-            )
-    for conv in comp.conversations:
-        start = start_us(conv.days, True)
-        for debt in request.debt_ids:
-            key = conversation_key(tenant, request.person_id, debt)
-            checks.append(LedgerCheck(key, 1, start, False, frozenset()))
-            infos.append(
-                CheckInfo(
-                    conv.id, conv.citation, conv.message, "conversation", conv.days, True, debt
-                )
-            )
-    conv_keys: tuple[str, ...] = ()
-    if ch is Channel.CALL:
-        conv_keys = tuple(conversation_key(tenant, request.person_id, d) for d in request.debt_ids)
+    starts: dict[int, int] = {}  # calendar look-back in days -> window start (us)
+    checks = []
+    for spec in tpl.ledgers:
+        days = spec.days
+        if not spec.calendar:
+            start = now_us - days * DAY_US + 1
+        else:
+            hit = starts.get(days)
+            if hit is None:
+                back = timedelta(days=days - 1)
+                if len(tz) == 1:
+                    first = cals.day_start(locals_now[0].date() - back, tz[0])
+                else:
+                    first = min(
+                        cals.day_start(local.date() - back, z)
+                        for local, z in zip(locals_now, tz, strict=True)
+                    )
+                hit = starts[days] = to_us(first)
+            start = hit
+        checks.append(LedgerCheck(spec.key, spec.limit, start, spec.record, spec.counts))
     return Plan(
         request,
         now,
         ruleset,
-        tuple(zone_names),
+        zone_names,
         tuple(static),
         final,
         tuple(checks),
-        tuple(infos),
-        tuple(flag_checks),
-        conv_keys,
+        tpl.infos,
+        tpl.flag_checks,
+        tpl.conversation_keys,
+        comp,
+        now_us,
     )
 
 
@@ -528,6 +618,18 @@ def decide(
     failure: str | None = None,
 ) -> Decision:
     """Turn what the backend saw into the answer; `failure` is a backend error (fail closed)."""
+    comp = plan.compiled
+    if (
+        observation is not None
+        and observation.reserved
+        and failure is None
+        and not plan.static_reasons
+        and _passes(plan, observation)
+    ):
+        # Granted, and nothing observed denies: no reason to explain, no time to search.
+        return Decision(
+            True, reservation_id, (), None, plan.zones, comp.label, comp.digest, plan.now
+        )
     reasons = list(plan.static_reasons)
     final = plan.final
     t0 = plan.now
@@ -547,10 +649,10 @@ def decide(
                 tz = [ZoneInfo(z) for z in plan.zones]
                 release = leaves_window(from_us(seen.pivot_us), tz, info.days, info.calendar)
                 t0 = max(t0, release)
-        flag_rules = cals.compiled(
-            plan.ruleset, plan.request.channel, plan.request.phone_type
-        ).flag_rules
+        flag_rules = comp.flag_rules
         for fc, present in zip(plan.flag_checks, observation.flags, strict=True):
+            if not present and not fc.required:
+                continue
             _, _, scope, subject = fc.target.split("|", 3)
             for flag in sorted(present & fc.blocking):
                 rule = flag_rules[flag]
@@ -583,7 +685,18 @@ def decide(
         reasons=tuple(reasons),
         next_allowed_at=next_at,
         zones=plan.zones,
-        ruleset=plan.ruleset.label,
-        ruleset_hash=plan.ruleset.digest,
+        ruleset=comp.label,
+        ruleset_hash=comp.digest,
         at=plan.now,
     )
+
+
+def _passes(plan: Plan, observation: Observation) -> bool:
+    """No observed count at its limit, no blocking flag present, no required flag missing."""
+    for check, seen in zip(plan.checks, observation.counts, strict=True):
+        if seen.count >= check.limit:
+            return False
+    for fc, present in zip(plan.flag_checks, observation.flags, strict=True):
+        if present & fc.blocking or not fc.required <= present:
+            return False
+    return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -64,7 +64,8 @@ class RuleBook:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (what `uuid4().hex` gave, without building a UUID)."""
+    return os.urandom(16).hex()
 
 
 def request_to_dict(r: AttemptRequest) -> dict[str, Any]:
@@ -193,17 +194,31 @@ class Guard:
 
     def check_and_reserve(self, request: AttemptRequest, now: datetime) -> Decision:
         """Allowed with a reservation id (to release or give an outcome), or denied with reasons."""
-        return self._decide_batch([request], now, reserve=True)[0]
+        return self._decide_one(request, now, reserve=True)
 
     def check_and_reserve_many(
         self, requests: Sequence[AttemptRequest], now: datetime
     ) -> list[Decision]:
-        """Several independent requests in one backend round trip (pipelined on Redis)."""
+        """Several independent requests in one backend round trip (pipelined on Redis, one
+        transaction on SQL). Each is decided as if the earlier ones of the batch were granted
+        first, exactly as the same requests made one by one in that order."""
         return self._decide_batch(requests, now, reserve=True)
 
     def check(self, request: AttemptRequest, now: datetime) -> Decision:
         """The same decision without reserving anything (what-if, the CLI, screens)."""
-        return self._decide_batch([request], now, reserve=False)[0]
+        return self._decide_one(request, now, reserve=False)
+
+    def _decide_one(self, request: AttemptRequest, now: datetime, reserve: bool) -> Decision:
+        planned = self._plan(request, now)
+        if isinstance(planned, Decision):
+            return planned
+        rid = self._new_id() if reserve and not planned.static_reasons else None
+        try:
+            obs: Observation | None = self.store.reserve(planned.call(rid))
+            failure = None
+        except StoreUnavailable as exc:
+            obs, failure = None, str(exc)
+        return self._finish(planned, obs, rid, failure, now)
 
     def _decide_batch(
         self, requests: Sequence[AttemptRequest], now: datetime, reserve: bool
@@ -227,18 +242,29 @@ class Guard:
                 observations = [None] * len(calls)
                 failure = str(exc)
             for (i, plan, rid), obs in zip(pending, observations, strict=True):
-                decision = decide(plan, obs, rid, self._cals, failure)
-                out[i] = decision
-                self._audit(plan.request, now, plan.ruleset, plan.zones, obs, decision, failure)
-                if not decision.allowed:
-                    log.info(
-                        "x denied %s person=%s phone=%s: %s",
-                        plan.request.campaign_id,
-                        plan.request.person_id,
-                        mask_phone(plan.request.phone),
-                        "; ".join(r.rule for r in decision.reasons),
-                    )
+                out[i] = self._finish(plan, obs, rid, failure, now)
         return [d for d in out if d is not None]
+
+    def _finish(
+        self,
+        plan: Plan,
+        obs: Observation | None,
+        rid: str | None,
+        failure: str | None,
+        now: datetime,
+    ) -> Decision:
+        decision = decide(plan, obs, rid, self._cals, failure)
+        if not self._no_audit:
+            self._audit(plan.request, now, plan.ruleset, plan.zones, obs, decision, failure)
+        if not decision.allowed:
+            log.info(
+                "x denied %s person=%s phone=%s: %s",
+                plan.request.campaign_id,
+                plan.request.person_id,
+                mask_phone(plan.request.phone),
+                "; ".join(r.rule for r in decision.reasons),
+            )
+        return decision
 
     def _audit(
         self,

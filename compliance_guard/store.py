@@ -41,8 +41,13 @@ class NewReservation(NamedTuple):
     conversation_keys: tuple[str, ...]
 
 
-class LedgerCount(NamedTuple):
-    """How many entries one ledger holds in its window, and when the blocking one leaves."""
+@dataclass(frozen=True, slots=True)
+class LedgerCount:
+    """How many entries one ledger holds in its window, and when the blocking one leaves.
+
+    A dataclass, not a named tuple (`count` would shadow `tuple.count`); the counts under a
+    limit are shared instances, so few are built.
+    """
 
     count: int
     # When count >= limit: time of the (count - limit + 1)-th oldest entry in the window, i.e.
@@ -122,7 +127,7 @@ def grants(
     return True
 
 
-@dataclass
+@dataclass(slots=True)
 class _Held:
     keys: dict[str, frozenset[str]]
     conversation_keys: tuple[str, ...]

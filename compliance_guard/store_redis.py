@@ -2,40 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from compliance_guard.errors import ReservationClosed, StoreUnavailable, UnknownReservation
-from compliance_guard.store import LedgerCount, Observation, ReserveCall
+from compliance_guard.store import NO_FLAGS, LedgerCount, Observation, ReserveCall, under_limit
 
 # KEYS: n ledger zsets, m flag sets, the reservation hash.
-# ARGV: n, m, reserve?, member, at_us, ttl_ms, conversation keys ("\n"-joined),
-#       then per ledger: window_start, limit, record?, ",counted,outcomes,"
-#       then per flag set: ",blocking,", ",required,".
-# Returns {granted, count_1..n, pivot_1..n ("" when under the limit), flags_1..m (csv)}.
+# ARGV: member ('' = look only), at_us, ttl_ms, conversation keys ("\n"-joined),
+#       per ledger "window_start limit record ,counted,outcomes," joined by "\n",
+#       per flag set ",blocking, ,required," joined by "\n" (an empty set is ",,").
+# Everything travels in a few strings and comes back in one: a client without a compiled
+# parser pays per array element and per argument, not per byte.
+# Returns "granted\ncount pivot\n...(n)\nflags csv\n...(m)" (pivot "-" when under the limit).
 RESERVE = """
-local n = tonumber(ARGV[1])
-local m = tonumber(ARGV[2])
-local ok = ARGV[3] == '1'
-local counts, pivots, flags = {}, {}, {}
+local ledgers, flagspecs = {}, {}
+for line in string.gmatch(ARGV[5], '[^\\n]+') do ledgers[#ledgers + 1] = line end
+for line in string.gmatch(ARGV[6], '[^\\n]+') do flagspecs[#flagspecs + 1] = line end
+local n, m = #ledgers, #flagspecs
+local ok = ARGV[1] ~= ''
+local out = {}
+local records, counted = {}, {}
 for i = 1, n do
-  local b = 7 + (i - 1) * 4
-  local ws, limit = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local ws, limit, record, counts = string.match(ledgers[i], '^(%S+) (%d+) (%d) (%S+)$')
+  limit = tonumber(limit)
+  records[i], counted[i] = record, counts
   local c = redis.call('ZCOUNT', KEYS[i], ws, '+inf')
-  counts[i] = c
-  pivots[i] = ''
+  local pivot = '-'
   if c >= limit then
     ok = false
     local r = redis.call('ZRANGEBYSCORE', KEYS[i], ws, '+inf', 'WITHSCORES', 'LIMIT', c - limit, 1)
-    pivots[i] = r[2]
+    pivot = r[2]
   end
+  out[#out + 1] = c .. ' ' .. pivot
 end
-local fb = 7 + n * 4
 for j = 1, m do
+  local blocking, required = string.match(flagspecs[j], '^(%S+) (%S+)$')
   local present = redis.call('SMEMBERS', KEYS[n + j])
-  local blocking, required = ARGV[fb + (j - 1) * 2 + 1], ARGV[fb + (j - 1) * 2 + 2]
   local set = {}
   for _, f in ipairs(present) do
     set[f] = true
@@ -44,28 +50,25 @@ for j = 1, m do
   for f in string.gmatch(required, '[^,]+') do
     if not set[f] then ok = false end
   end
-  flags[j] = table.concat(present, ',')
+  out[#out + 1] = table.concat(present, ',')
 end
 if ok then
-  local member, at, ttl = ARGV[4], ARGV[5], tonumber(ARGV[6])
+  local member, at, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
   local res = KEYS[n + m + 1]
+  local held = {'_state', 'pending', '_conv', ARGV[4]}
   for i = 1, n do
-    local b = 7 + (i - 1) * 4
-    if ARGV[b + 3] == '1' then
+    if records[i] == '1' then
       redis.call('ZADD', KEYS[i], at, member)
       redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', tonumber(at) - ttl * 1000)
       redis.call('PEXPIRE', KEYS[i], ttl)
-      redis.call('HSET', res, 'k:' .. KEYS[i], ARGV[b + 4])
+      held[#held + 1] = 'k:' .. KEYS[i]
+      held[#held + 1] = counted[i]
     end
   end
-  redis.call('HSET', res, '_state', 'pending', '_conv', ARGV[7])
+  redis.call('HSET', res, unpack(held))
   redis.call('PEXPIRE', res, ttl)
 end
-local out = {ok and 1 or 0}
-for i = 1, n do out[#out + 1] = counts[i] end
-for i = 1, n do out[#out + 1] = pivots[i] end
-for j = 1, m do out[#out + 1] = flags[j] end
-return out
+return (ok and '1' or '0') .. '\\n' .. table.concat(out, '\\n')
 """
 
 # KEYS: reservation hash. ARGV: outcome ('' = release), at_us, member, ttl_ms.
@@ -115,8 +118,9 @@ class RedisStore:
         self.client: redis.Redis[Any] = client
         self.prefix = prefix
         self._ttl_ms = retention_days * 86_400_000
-        self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
+        self._reserve_sha = hashlib.sha1(RESERVE.encode()).hexdigest()  # loaded on first NOSCRIPT
+        self._csv_cache: dict[frozenset[str], str] = {}
 
     def _l(self, key: str) -> str:
         return f"{self.prefix}l:{key}"
@@ -127,59 +131,104 @@ class RedisStore:
     def _r(self, reservation_id: str) -> str:
         return f"{self.prefix}r:{reservation_id}"
 
-    def _script_args(self, call: ReserveCall) -> tuple[list[str], list[Any]]:
-        keys = [self._l(c.key) for c in call.checks] + [self._f(f.target) for f in call.flag_checks]
-        r = call.reservation
-        keys.append(self._r(r.reservation_id) if r else f"{self.prefix}r:-")
-        args: list[Any] = [
-            len(call.checks),
-            len(call.flag_checks),
-            1 if r else 0,
-            r.reservation_id if r else "",
-            r.at_us if r else 0,
-            self._ttl_ms,
-            "\n".join(self._l(k) for k in r.conversation_keys) if r else "",
-        ]
-        for c in call.checks:
-            args += [c.window_start_us, c.limit, 1 if c.record else 0, f",{','.join(c.counts)},"]
-        for f in call.flag_checks:
-            args += [f",{','.join(f.blocking)},", ",".join(f.required)]
-        return keys, args
+    def _csv(self, items: frozenset[str]) -> str:
+        """The names between commas, `,a,b,` (cached: rule sets reuse the same few sets)."""
+        hit = self._csv_cache.get(items)
+        if hit is None:
+            hit = self._csv_cache[items] = f",{','.join(sorted(items))},"
+        return hit
+
+    def _script_args(self, call: ReserveCall) -> list[Any]:
+        """EVALSHA's arguments after the script: numkeys, keys, then the packed ARGV."""
+        p = self.prefix
+        csv = self._csv
+        checks, flag_checks, r = call.checks, call.flag_checks, call.reservation
+        keys = [f"{p}l:{c.key}" for c in checks]
+        keys += [f"{p}f:{f.target}" for f in flag_checks]
+        keys.append(f"{p}r:{r.reservation_id}" if r else f"{p}r:-")
+        ledgers = "\n".join(
+            [
+                f"{c.window_start_us} {c.limit} {1 if c.record else 0} {csv(c.counts)}"
+                for c in checks
+            ]
+        )
+        flags = "\n".join([f"{csv(f.blocking)} {csv(f.required)}" for f in flag_checks])
+        if r is not None:
+            head = [
+                r.reservation_id,
+                r.at_us,
+                self._ttl_ms,
+                "\n".join(p + "l:" + k for k in r.conversation_keys),
+            ]
+        else:
+            head = ["", 0, self._ttl_ms, ""]
+        return [len(keys), *keys, *head, ledgers, flags]
 
     @staticmethod
-    def _parse(call: ReserveCall, raw: Sequence[Any]) -> Observation:
-        n, m = len(call.checks), len(call.flag_checks)
+    def _parse(call: ReserveCall, raw: Any) -> Observation:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        lines = text.split("\n")
+        n = len(call.checks)
         counts = []
-        for i in range(n):
-            pivot = raw[1 + n + i]
-            pivot_us = int(float(pivot)) if pivot not in (b"", "", None) else None
-            counts.append(LedgerCount(int(raw[1 + i]), pivot_us))
-        flags = []
-        for j in range(m):
-            text = raw[1 + 2 * n + j]
-            text = text.decode() if isinstance(text, bytes) else str(text)
-            flags.append(frozenset(x for x in text.split(",") if x))
-        return Observation(tuple(counts), tuple(flags), raw[0] == 1)
+        for line in lines[1 : 1 + n]:
+            count, pivot = line.split(" ")
+            c = int(count)
+            counts.append(under_limit(c) if pivot == "-" else LedgerCount(c, int(float(pivot))))
+        flags = [
+            frozenset(x.split(",")) if x else NO_FLAGS
+            for x in lines[1 + n : 1 + n + len(call.flag_checks)]
+        ]
+        return Observation(tuple(counts), tuple(flags), lines[0] == "1")
+
+    def _load_reserve(self) -> None:
+        sha = self.client.execute_command("SCRIPT", "LOAD", RESERVE)
+        self._reserve_sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+
+    def _evalsha(self, args: list[Any]) -> Any:
+        try:
+            return self.client.execute_command("EVALSHA", self._reserve_sha, *args)
+        except redis.exceptions.NoScriptError:
+            # The server lost its script cache (restart, SCRIPT FLUSH): nothing ran; load it
+            # again and run once more.
+            self._load_reserve()
+            return self.client.execute_command("EVALSHA", self._reserve_sha, *args)
 
     def reserve(self, call: ReserveCall) -> Observation:
-        keys, args = self._script_args(call)
+        args = self._script_args(call)
         try:
-            raw = self._reserve(keys=keys, args=args)
+            raw = self._evalsha(args)
         except _ERRORS as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         return self._parse(call, raw)
 
     def reserve_many(self, calls: Sequence[ReserveCall]) -> list[Observation]:
-        """All calls in one pipelined round trip; each script still runs atomically."""
+        """All calls in one pipelined round trip; each script still runs atomically, in order."""
+        all_args = [self._script_args(c) for c in calls]
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for call in calls:
-                keys, args = self._script_args(call)
-                self._reserve(keys=keys, args=args, client=pipe)
-            raws = pipe.execute()
+            raws = self._pipelined(all_args)
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in raws):
+                # Only possible when the script cache was flushed: none of those ran. Load the
+                # script and run exactly those again (in their order).
+                self._load_reserve()
+                redo = [
+                    i for i, r in enumerate(raws) if isinstance(r, redis.exceptions.NoScriptError)
+                ]
+                for i, raw in zip(redo, self._pipelined([all_args[i] for i in redo]), strict=True):
+                    raws[i] = raw
+            for r in raws:
+                if isinstance(r, Exception):
+                    raise r
         except _ERRORS as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         return [self._parse(c, r) for c, r in zip(calls, raws, strict=True)]
+
+    def _pipelined(self, all_args: Sequence[list[Any]]) -> list[Any]:
+        # Plain EVALSHA in a non-transactional pipeline: one write, one read for the batch (a
+        # registered Script in a pipeline would first ask SCRIPT EXISTS: another round trip).
+        pipe = self.client.pipeline(transaction=False)
+        for args in all_args:
+            pipe.evalsha(self._reserve_sha, *args)
+        return list(pipe.execute(raise_on_error=False))
 
     def _run_settle(self, reservation_id: str, outcome: str, at_us: int) -> Any:
         try:

@@ -150,9 +150,15 @@ def zones_for_phone(e164: str) -> set[str]:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return set()
-    if phonenumbers.number_type(number) in _NON_GEOGRAPHIC:
+    kind = phonenumbers.number_type(number)  # the costly step: classify it only once
+    if kind in _NON_GEOGRAPHIC or kind == PhoneNumberType.UNKNOWN:
         return set()
-    found = pn_timezone.time_zones_for_number(number)
+    cc = number.country_code
+    if cc is not None and phonenumbers.is_number_type_geographical(kind, cc):
+        # What `time_zones_for_number` does for this type, without classifying again.
+        found = pn_timezone.time_zones_for_geographical_number(number)
+    else:
+        found = pn_timezone.time_zones_for_number(number)
     return {z for z in found if z != pn_timezone.UNKNOWN_TIMEZONE}
 
 
@@ -165,10 +171,18 @@ def is_known_zone(name: str) -> bool:
 
 
 class ZoneResolver:
-    """Resolves candidate zones; phone lookups are cached per instance (bounded)."""
+    """Resolves candidate zones; resolutions are cached per instance (bounded).
+
+    A resolution is a pure function of the request's phone, explicit zones and address (the
+    zone database and numbering plan are fixed for the life of the process), so it is cached
+    under exactly those fields.
+    """
 
     def __init__(self, cache_size: int = 100_000) -> None:
         self._phone_cache: dict[str, frozenset[str]] = {}
+        self._cache: dict[
+            tuple[str, tuple[str, ...], str | None, str | None, str | None], ZoneResolution
+        ] = {}
         self._cache_size = cache_size
 
     def _phone(self, e164: str) -> frozenset[str]:
@@ -181,6 +195,22 @@ class ZoneResolver:
         return hit
 
     def resolve(self, request: AttemptRequest) -> ZoneResolution:
+        key = (
+            request.phone,
+            tuple(request.time_zones),
+            request.postal_code,
+            request.country,
+            request.region,
+        )
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._resolve(request)
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def _resolve(self, request: AttemptRequest) -> ZoneResolution:
         sources: list[tuple[str, str]] = []
         unknown: list[str] = []
         for z in request.time_zones:

@@ -36,6 +36,31 @@ def test_processes_racing_on_postgresql_never_breach_a_cap(postgres_url: str) ->
     assert result["breaches"] == []
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_processes_racing_in_batches_on_postgresql_never_breach_a_cap(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url)
+    metadata.create_all(engine)
+    engine.dispose()
+    result = run_race("postgresql", postgres_url, "", POSTGRES_RESERVATIONS, PROCESSES, batch=10)
+    assert result["reservations"] == POSTGRES_RESERVATIONS
+    assert 50 < result["granted"] < POSTGRES_RESERVATIONS
+    assert result["breaches"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_processes_racing_in_pipelines_on_redis_never_breach_a_cap(
+    redis_url: str, redis_prefix: str
+) -> None:
+    result = run_race(
+        "redis", redis_url, redis_prefix, REDIS_RESERVATIONS // 2, PROCESSES, batch=10
+    )
+    assert result["reservations"] == REDIS_RESERVATIONS // 2
+    assert 200 < result["granted"] < REDIS_RESERVATIONS // 2
+    assert result["breaches"] == []
+
+
 def test_breach_counter_would_notice_a_fourth_call_in_a_day() -> None:
     from compliance_guard.bench import cap_breaches
 

@@ -98,6 +98,28 @@ class TestSqlStore(StoreContract):
         engine.dispose()
 
 
+class TestSqlStoreNonDurable(StoreContract):
+    """`durable=False` changes when the commit reaches the disk, never what is decided."""
+
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[ComplianceStore]:
+        engine = sa.create_engine(postgres_url)
+        metadata.create_all(engine)
+        yield SqlStore(engine, durable=False)
+        engine.dispose()
+
+
+class TestSqlStoreOnAutocommitEngine(StoreContract):
+    """An autocommit engine gives the same answers: the store opens its own transaction."""
+
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[ComplianceStore]:
+        engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        metadata.create_all(engine)
+        yield SqlStore(engine)
+        engine.dispose()
+
+
 class TestRedisStore(StoreContract):
     @pytest.fixture
     def store(self, redis_url: str, redis_prefix: str) -> Iterator[ComplianceStore]:
