@@ -73,7 +73,11 @@ class GateDecision:
 class AttemptGate(Protocol):
     """Checks and reserves an attempt before the Originate (the compliance guard's seam)."""
 
-    def reserve(self, candidate: repo.DialCandidate, now: datetime) -> GateDecision: ...
+    def reserve_many(
+        self, candidates: list[repo.DialCandidate], now: datetime
+    ) -> list[GateDecision]:
+        """One decision per candidate, in order, each as if the earlier ones were granted."""
+        ...
 
     def release(self, reservation_id: str, now: datetime) -> None: ...
 
@@ -498,15 +502,58 @@ class CampaignEngine:
         )
 
     def _place_calls(self) -> None:
-        wanted = self.pacer.calls_to_place(self.pacing_state())
-        room = self.config.campaign.max_channels - len(self.live)
-        for _ in range(max(0, min(wanted, room))):
-            candidate = self._next_candidate()
-            if candidate is None:
-                return
-            self._dial(candidate)
+        wanted = min(
+            self.pacer.calls_to_place(self.pacing_state()),
+            self.config.campaign.max_channels - len(self.live),
+        )
+        picked: list[repo.DialCandidate] = []
+        debtors: set[int] = set()
+        while len(picked) < wanted:
+            candidate = self._next_candidate({c.phone_id for c in picked})
+            if candidate is None or candidate.debtor_id in debtors:
+                # One call per person at a time: a later tick offers them again.
+                if candidate is not None:
+                    self._hopper.appendleft(candidate)
+                break
+            debtors.add(candidate.debtor_id)
+            picked.append(candidate)
+        if not picked:
+            return
+        if self._pick_server() is None:
+            self._hopper.extendleft(reversed(picked))
+            return
+        now_dt = self._now_dt()
+        # The whole tick in one round trip to the guard (one transaction on SQL, a pipeline on
+        # Redis), each decided as if the earlier ones were granted first.
+        decisions = self.gate.reserve_many(picked, now_dt)
+        for candidate, decision in zip(picked, decisions, strict=True):
+            if decision.allowed:
+                self._dial(candidate, decision, now_dt)
+            else:
+                self._denied(candidate, decision, now_dt)
 
-    def _next_candidate(self) -> repo.DialCandidate | None:
+    def _denied(
+        self, candidate: repo.DialCandidate, decision: GateDecision, now_dt: datetime
+    ) -> None:
+        self.stats.denied_by_gate += 1
+        at = decision.next_allowed_at
+        if (
+            at is not None
+            and (at - now_dt).total_seconds() <= self.config.campaign.reschedule_horizon_s
+        ):
+            # Ask again when the guard says it will allow, not in a loop before then.
+            self._deferred[candidate.phone_id] = at
+        else:
+            self._skipped_phones.add(candidate.phone_id)
+        log.info(
+            "= phone %s denied by compliance until %s: %s",
+            mask_phone(candidate.e164),
+            at.isoformat() if at is not None else "further notice",
+            decision.reason,
+        )
+
+    def _next_candidate(self, picked: set[int]) -> repo.DialCandidate | None:
+        """The next phone to dial; `picked`: phones chosen this tick and not yet live."""
         if self._deferred:
             now = self._now_dt()
             due = [phone for phone, at in self._deferred.items() if at <= now]
@@ -519,6 +566,7 @@ class CampaignEngine:
                 {lc.candidate.phone_id for lc in self.live.values()}
                 | self._skipped_phones
                 | set(self._deferred)
+                | picked
             )
             batch = repo.next_candidates(
                 self.store,
@@ -554,19 +602,14 @@ class CampaignEngine:
                 best = (score, server)
         return best[1] if best else None
 
-    def _dial(self, candidate: repo.DialCandidate) -> None:
+    def _dial(
+        self, candidate: repo.DialCandidate, decision: GateDecision, now_dt: datetime
+    ) -> None:
         server = self._pick_server()
         if server is None:
+            if decision.reservation_id is not None:
+                self.gate.release(decision.reservation_id, now_dt)
             self._hopper.appendleft(candidate)
-            return
-        now_dt = self._now_dt()
-        decision = self.gate.reserve(candidate, now_dt)
-        if not decision.allowed:
-            self.stats.denied_by_gate += 1
-            self._skipped_phones.add(candidate.phone_id)
-            log.info(
-                "= phone %s denied by compliance: %s", mask_phone(candidate.e164), decision.reason
-            )
             return
         uid = f"dlr-{self.config.node_id}-{secrets.token_hex(5)}"
         attempt_id = repo.create_attempt(
@@ -697,6 +740,8 @@ class CampaignEngine:
         call = live.call
         self.table.remove(call)
         self.live.pop(call.attempt_id, None)
+        # The debtor is free again: their other phones may qualify now (one call per person).
+        self._hopper_exhausted = False
         self.stats.ended += 1
         self.stats.outcomes[effect.outcome.value] = (
             self.stats.outcomes.get(effect.outcome.value, 0) + 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from compliance_guard.audit import JsonlAudit
-from compliance_guard.models import AttemptRequest, PhoneType
+from compliance_guard.models import AttemptRequest, Decision, PhoneType
 from compliance_guard.models import Outcome as ComplianceOutcome
 from compliance_guard.rules import load_ruleset
 from compliance_guard.service import Guard, RuleBook
@@ -79,8 +79,12 @@ class ComplianceGate:
             facts_as_of=now,
         )
 
-    def reserve(self, candidate: DialCandidate, now: datetime) -> GateDecision:
-        decision = self.guard.check_and_reserve(self._request(candidate, now), now)
+    def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
+        requests = [self._request(c, now) for c in candidates]
+        return [self._decision(d) for d in self.guard.check_and_reserve_many(requests, now)]
+
+    @staticmethod
+    def _decision(decision: Decision) -> GateDecision:
         if decision.allowed:
             return GateDecision(True, reservation_id=decision.reservation_id)
         reason = "; ".join(f"{r.rule}: {r.message}" for r in decision.reasons)
@@ -141,9 +145,12 @@ class UnguardedGate:
         self.released: list[str] = []
         self.outcomes: list[tuple[str, Outcome, bool]] = []
 
-    def reserve(self, candidate: DialCandidate, now: datetime) -> GateDecision:
-        self._next += 1
-        return GateDecision(True, reservation_id=f"r{self._next}")
+    def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
+        decisions = []
+        for _ in candidates:
+            self._next += 1
+            decisions.append(GateDecision(True, reservation_id=f"r{self._next}"))
+        return decisions
 
     def release(self, reservation_id: str, now: datetime) -> None:
         self.released.append(reservation_id)

@@ -134,6 +134,17 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
     assert totals.connected <= totals.answered
     assert totals.abandoned <= totals.answered
     assert rig.engine.stats.resyncs == 0
+    # The list is exhausted: every dialable phone (consent, not do-not-call, debtor owing) got
+    # its one attempt, including the second and third phones of debtors called before.
+    with rig.store.engine.connect() as conn:
+        dialable = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM phones p WHERE p.consent AND NOT p.do_not_call AND EXISTS "
+                "(SELECT 1 FROM debts d WHERE d.debtor_id = p.debtor_id AND d.status = 'open' "
+                "AND d.balance > 0)"
+            )
+        ).scalar_one()
+    assert len(rows) == dialable
 
 
 async def test_ami_drop_mid_campaign_pauses_reconnects_and_never_redials(rig: Rig) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -32,14 +33,15 @@ class CountingGate:
         self.released: set[str] = set()
         self.denied = 0
 
-    def reserve(self, candidate: DialCandidate, now: datetime) -> GateDecision:
-        decision = self.inner.reserve(candidate, now)
-        if decision.allowed:
-            assert decision.reservation_id is not None
-            self.granted.add(decision.reservation_id)
-        else:
-            self.denied += 1
-        return decision
+    def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
+        decisions = self.inner.reserve_many(candidates, now)
+        for decision in decisions:
+            if decision.allowed:
+                assert decision.reservation_id is not None
+                self.granted.add(decision.reservation_id)
+            else:
+                self.denied += 1
+        return decisions
 
     def release(self, reservation_id: str, now: datetime) -> None:
         self.released.add(reservation_id)
@@ -142,3 +144,31 @@ def test_finished_calls_count_for_the_rules_as_the_law_sees_them() -> None:
     assert compliance_outcome(Outcome.MACHINE, connected=False) is Counted.MACHINE
     # Unknown stays pending: a pending reservation keeps counting, the safe side.
     assert compliance_outcome(Outcome.UNKNOWN, connected=False) is None
+
+
+async def test_phone_denied_until_its_window_opens_is_dialled_once_it_opens(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=40)
+    new_york = ZoneInfo("America/New_York")
+    # 07:50 in New York: the East coast opens in 10 minutes (within the reschedule horizon),
+    # the rest of the country more than an hour later (left for the next run).
+    start = business_afternoon().astimezone(new_york).replace(hour=7, minute=50)
+    gate = _guarded(rig, _regf_guard(MemoryStore()), simulated_clock(start, SCALE))
+    try:
+        async with asyncio.timeout(90):
+            await rig.engine.run(asyncio.Event())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+    with rig.store.engine.connect() as conn:
+        dialled = [row[0] for row in conn.execute(sa.text("SELECT dialed_at FROM call_attempts"))]
+    assert dialled, "the East coast should have been dialled once its window opened"
+    opening = start.replace(hour=8, minute=0)
+    assert all(_aware(at) >= opening for at in dialled)
+    assert rig.engine.stats.denied_by_gate > 0
+    assert len(gate.granted) - len(gate.released) == len(dialled)
+
+
+def _aware(at: datetime | str) -> datetime:
+    """A stored UTC time (SQLite hands raw SQL results back as text)."""
+    value = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
