@@ -124,8 +124,9 @@ class ComplianceConfig:
 
     # A preset (us-regf, us-ma, cn) or the path of a custom TOML rule set.
     ruleset: str = "us-regf"
-    # memory (one node), sql (the product database; several nodes), redis (several nodes, fast).
-    backend: str = "memory"
+    # sql: the product database (the default: the ledgers survive restarts; several nodes on
+    # PostgreSQL), redis (several nodes, fastest), memory (tests and what-ifs: lost on exit).
+    backend: str = "sql"
     redis_prefix: str = "compliance:"
     # Append-only, hash-chained decision log; empty: <data_dir>/compliance-audit.jsonl.
     audit_path: str = ""

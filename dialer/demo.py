@@ -25,6 +25,7 @@ from dialer.config import (
     AmiConfig,
     AmiServerConfig,
     CampaignConfig,
+    ComplianceConfig,
     Config,
     DialingConfig,
     Secret,
@@ -88,6 +89,9 @@ def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float
             channel_template="Local/{number}@debtor-sim", use_amd=True, record=True
         ),
         campaign=CampaignConfig(name="demo", dial_mode="predictive", wrap_up_s=10.0),
+        # The demo's database is thrown away; in-process ledgers keep its clock-compressed
+        # calls free of database waits.
+        compliance=ComplianceConfig(backend="memory"),
         agents=tuple(
             AgentConfig(id=f"agent{i}", channel=f"Local/agent{i}@agents")
             for i in range(1, agents + 1)

@@ -123,6 +123,14 @@ async def test_killed_dialer_restarts_with_every_attempt_consistent(
     assert sim.stats()["originates"] == len(rows)
     summary = json.loads(out.decode().strip().splitlines()[-1])
     assert summary["attempts"] == len(rows)
+    # The compliance ledger lives in the same database by default: it survived the kill.
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        reservations = conn.execute(
+            sa.text("SELECT count(*) FROM compliance_reservation")
+        ).scalar_one()
+    engine.dispose()
+    assert reservations >= len(rows)
 
 
 async def test_sigterm_stops_dialling_lets_calls_finish_and_exits_cleanly(
