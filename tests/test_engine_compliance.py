@@ -70,6 +70,16 @@ def _guarded(rig: Rig, guard: Guard, clock: Callable[[], datetime]) -> CountingG
     return gate
 
 
+async def _run_to_end(rig: Rig, limit_s: float) -> None:
+    """Run the campaign until its list is exhausted, then shut the rig down."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await rig.engine.run(asyncio.Event())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+
+
 def _regf_guard(store: MemoryStore | RedisStore) -> Guard:
     regf = load_preset("us-regf")
     return Guard(store, RuleBook({regf.name: regf}, default=regf.name))
@@ -78,12 +88,7 @@ def _regf_guard(store: MemoryStore | RedisStore) -> Guard:
 async def test_every_originate_holds_a_granted_reservation(tmp_path: Path) -> None:
     rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=40)
     gate = _guarded(rig, _regf_guard(MemoryStore()), simulated_clock(business_afternoon(), SCALE))
-    try:
-        async with asyncio.timeout(90):
-            await rig.engine.run(asyncio.Event())
-    finally:
-        rig.store.close()
-        await rig.sim.close()
+    await _run_to_end(rig, 90)
     originates = rig.sim.stats()["originates"]
     assert isinstance(originates, int) and originates > 0
     assert originates == len(gate.granted) - len(gate.released)
@@ -105,12 +110,7 @@ async def test_dialer_dials_nobody_when_the_guard_cannot_reach_its_ledger(tmp_pa
     rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=10)
     dead_redis = RedisStore("redis://127.0.0.1:1/0")  # nothing listens there
     gate = _guarded(rig, _regf_guard(dead_redis), simulated_clock(business_afternoon(), SCALE))
-    try:
-        async with asyncio.timeout(60):
-            await rig.engine.run(asyncio.Event())
-    finally:
-        rig.store.close()
-        await rig.sim.close()
+    await _run_to_end(rig, 60)
     assert rig.sim.stats()["originates"] == 0
     assert gate.granted == set()
     assert gate.denied > 0
@@ -125,12 +125,7 @@ async def test_nobody_is_called_outside_the_legal_window(tmp_path: Path) -> None
         rig.config, campaign=dataclasses.replace(rig.config.campaign, reschedule_horizon_s=0)
     )
     gate = _guarded(rig, _regf_guard(MemoryStore()), lambda: night.astimezone(UTC))
-    try:
-        async with asyncio.timeout(60):
-            await rig.engine.run(asyncio.Event())
-    finally:
-        rig.store.close()
-        await rig.sim.close()
+    await _run_to_end(rig, 60)
     assert rig.sim.stats()["originates"] == 0
     assert gate.denied > 0
 
@@ -153,12 +148,7 @@ async def test_phone_denied_until_its_window_opens_is_dialled_once_it_opens(tmp_
     # the rest of the country more than an hour later (left for the next run).
     start = business_afternoon().astimezone(new_york).replace(hour=7, minute=50)
     gate = _guarded(rig, _regf_guard(MemoryStore()), simulated_clock(start, SCALE))
-    try:
-        async with asyncio.timeout(90):
-            await rig.engine.run(asyncio.Event())
-    finally:
-        rig.store.close()
-        await rig.sim.close()
+    await _run_to_end(rig, 90)
     with rig.store.engine.connect() as conn:
         dialled = [row[0] for row in conn.execute(sa.text("SELECT dialed_at FROM call_attempts"))]
     assert dialled, "the East coast should have been dialled once its window opened"
