@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from dialer.ami.protocol import AmiParser, Banner, FrameError, Message, encode_action
+from dialer.ami.traces import read_trace
 from sim.asterisk import AmiConfig, AsteriskSim, PbxConfig
 from sim.behaviour import AgentModel, DebtorModel
 
@@ -111,29 +112,10 @@ async def running_sim(
 
 # -- the captures -------------------------------------------------------------------------
 
-_LINE = re.compile(r"\s*[\d.]+ (S>C|C>S) ?(.*)$")
-
 
 def capture_messages(path: Path) -> list[tuple[str, dict[str, str]]]:
     """Every message of a `.log` capture, as (direction, first value of each key)."""
-    out: list[tuple[str, dict[str, str]]] = []
-    current: dict[str, str] = {}
-    direction = ""
-    for line in path.read_text().splitlines():
-        m = _LINE.match(line)
-        if not m:
-            continue
-        direction, text = m.group(1), m.group(2)
-        if text.startswith("Asterisk Call Manager/"):
-            continue
-        if text == "":
-            if current:
-                out.append((direction, current))
-            current = {}
-            continue
-        key, _, value = text.partition(": ")
-        current.setdefault(key, value)
-    return out
+    return [(item.direction, dict(item.message.fields)) for item in read_trace(path)]
 
 
 def normalise(channel: str, names: dict[str, str]) -> str:
