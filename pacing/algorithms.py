@@ -15,7 +15,7 @@ import numpy as np
 
 from pacing.abandonment import AbandonmentLedger
 from pacing.errors import SnapshotError
-from pacing.models import PacingSettings, PacingState, VicidialVariant
+from pacing.models import AbandonmentReport, PacingSettings, PacingState, VicidialVariant
 from pacing.statistics import CampaignStatistics, FloatArray
 
 
@@ -176,9 +176,11 @@ class Predictive:
     the end of the longest horizon.
 
     `z` is the safety factor. An integral controller moves it on every abandon and every live
-    answer, aiming at `target × (1 − safety_margin)`: each abandon beyond that budget makes it
-    more careful, each connected call a little bolder; over the legal limit in today's or the
-    last 24 hours' window it never goes below its starting caution.
+    answer, aiming at `target × (1 − margin)`: each abandon beyond that budget makes it more
+    careful, each connected call a little bolder; over the legal limit in today's or the last 24
+    hours' window it never goes below its starting caution. The margin is what a day's chance
+    needs at the campaign's volume (1.5 standard deviations of a day's rate), at most
+    `safety_margin`: a large campaign aims closer to the limit than a small one.
 
     Safe while it knows little: until a few dozen outcomes and finished calls are seen it dials
     progressively; the live-answer probability it uses is an upper confidence bound (more answers
@@ -194,6 +196,9 @@ class Predictive:
     Z_MAX = 5.0
     GAIN = 0.15  # z moves this much per abandon beyond the budget
     CONTROL_S = 5.0
+    NOISE_SDS = 1.5  # the aim sits this many day-to-day standard deviations under the target
+    MIN_MARGIN = 0.03
+    MIN_LIVE_FOR_NOISE = 200
 
     def __init__(self) -> None:
         self.z = self.Z_START
@@ -201,17 +206,26 @@ class Predictive:
         self._next_control = -math.inf
         self._seen_live = 0.0
         self._seen_abandoned = 0.0
+        self._frozen = False
+
+    def freeze(self, z: float) -> None:
+        """Hold the safety factor at `z` with the controller off.
+
+        Not a dial mode: the benchmark uses it to trace what abandonment buys in talk time
+        (`dialer bench pacing --frontier`), one fixed caution per simulated run.
+        """
+        self.z, self._frozen = z, True
 
     def decide(self, state: PacingState, context: Context) -> int:
         settings = context.settings
         stats = context.statistics
         now = state.now
         target = settings.target_abandon_rate
-        if target != self._aimed_at:
+        if target != self._aimed_at and not self._frozen:
             # Z_START is the caution for the US 3%; a stricter target starts (and stays) stricter.
             self.z = _reaim(self.z, target / (self._aimed_at or self.REFERENCE_TARGET))
         self._aimed_at = target
-        if now >= self._next_control:
+        if now >= self._next_control and not self._frozen:
             self._control(now, context)
             self._next_control = now + self.CONTROL_S
         if (
@@ -303,14 +317,29 @@ class Predictive:
         self._seen_live, self._seen_abandoned = live, abandoned
         if new_live <= 0:
             return
-        aim = context.settings.target_abandon_rate * (1 - context.settings.safety_margin)
+        report = ledger.report(now)
+        target = context.settings.target_abandon_rate
+        aim = target * (1 - self.margin(target, context.settings.safety_margin, report))
         self.z += self.GAIN * (new_abandoned - aim * new_live)
         # Over the legal limit in a window regulators look at: no slack until back under it.
-        report = ledger.report(now)
         for window in (report.today, report.rolling_24h):
             if window.live >= 50 and window.rate > context.settings.target_abandon_rate:
                 self.z = max(self.z, self.Z_START)
         self.z = min(self.Z_MAX, max(self.Z_MIN, self.z))
+
+    @classmethod
+    def margin(cls, target: float, largest: float, report: AbandonmentReport) -> float:
+        """How far below the target to aim: enough for a day's chance, at most `largest`.
+
+        A day's rate strays from the aim by about √(target·(1 − target) / live answers), so a
+        campaign with ten thousand live answers a day can aim much closer to the limit than one
+        with a thousand. The volume is the last 24 hours'; until it is known, `largest`.
+        """
+        live = report.rolling_24h.live
+        if live < cls.MIN_LIVE_FOR_NOISE or target <= 0:
+            return largest
+        day_noise = math.sqrt(target * (1 - target) / live)
+        return min(largest, max(cls.MIN_MARGIN, cls.NOISE_SDS * day_noise / target))
 
     def to_dict(self) -> dict[str, Any]:
         return {

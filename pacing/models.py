@@ -127,7 +127,8 @@ class PacingSettings:
     paused: bool = False
     # ratio mode: lines = ratio × ready agents − calls in flight
     dial_ratio: float = 2.0
-    # predictive: aim this fraction below the target, so noise stays under the legal limit
+    # predictive: aim at most this fraction below the target, so a day's chance stays under the
+    # legal limit; campaigns with many live answers a day need (and take) less
     safety_margin: float = 0.25
     # vicidial-adapt, as VICIdial names them (intensity as a fraction: VICIdial's value / 100)
     vicidial_max_level: float = 3.0

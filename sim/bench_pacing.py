@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pacing import PacingSettings, make_pacer
+from pacing.algorithms import Predictive
 from sim.des import RunResult, simulate
 from sim.scenario import Scenario, ScenarioError, load_scenario
 
@@ -26,6 +27,8 @@ DEFAULT_ALGORITHMS = ("progressive", "vicidial-adapt", "predictive")
 ALGORITHMS = ("preview", "progressive", "ratio", "vicidial-adapt", "predictive")
 MIN_LIVE_PER_HOUR = 30  # an hour with fewer live answers says more about chance than pacing
 RATIO_STEPS = 7
+# Fixed safety factors for `--frontier`: from very careful (z = 3) to reckless (z = 0).
+FRONTIER_Z = (3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-best-ratio",
         action="store_true",
         help="skip the hindsight search for the best fixed ratio (about 9 extra runs each)",
+    )
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also run predictive with its safety factor held at each of "
+        f"{', '.join(f'{z:g}' for z in FRONTIER_Z)}: what more abandonment buys in talk",
     )
     parser.add_argument(
         "--jobs",
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         days=args.days,
         best_ratio=not args.no_best_ratio,
         jobs=max(1, args.jobs),
+        frontier=args.frontier,
     )
     if args.json:
         for row in rows:
@@ -95,20 +105,38 @@ def settings_for(scenario: Scenario, **changes: Any) -> PacingSettings:
     )
 
 
-def run_algorithm(path: Path, algorithm: str, days: int, ratio: float = 0.0) -> dict[str, Any]:
-    """One algorithm over `days` days of one scenario: the issue's figures, as a dict."""
+def run_algorithm(
+    path: Path,
+    algorithm: str,
+    days: int,
+    ratio: float = 0.0,
+    safety_factor: float | None = None,
+) -> dict[str, Any]:
+    """One algorithm over `days` days of one scenario: the issue's figures, as a dict.
+
+    `ratio` sets the fixed ratio; `safety_factor` holds predictive's z (controller off).
+    """
     scenario = load_scenario(path)
     changes: dict[str, Any] = {}
     if ratio:
         # A fixed ratio is the whole policy: the dial-ratio cap must not cut it.
         changes = {"dial_ratio": ratio, "max_dial_ratio": max(ratio, 1.0) * 2}
     pacer = make_pacer(algorithm, settings_for(scenario, **changes))
+    name = algorithm
+    if safety_factor is not None:
+        predictive = pacer.algorithm()
+        if not isinstance(predictive, Predictive):
+            raise ValueError(f"a fixed safety factor applies to predictive, not {algorithm}")
+        predictive.freeze(safety_factor)
+        name = f"predictive z={safety_factor:g}"
     started = time.perf_counter()
     result = simulate(scenario, pacer, days)
     figures = summarize(scenario, result)
-    figures.update(algorithm=algorithm, wall_s=round(time.perf_counter() - started, 2))
+    figures.update(algorithm=name, wall_s=round(time.perf_counter() - started, 2))
     if ratio:
         figures["ratio"] = ratio
+    if safety_factor is not None:
+        figures["safety_factor"] = safety_factor
     return figures
 
 
@@ -182,6 +210,7 @@ def bench(
     days: int,
     best_ratio: bool,
     jobs: int,
+    frontier: bool = False,
 ) -> list[dict[str, Any]]:
     """Every algorithm on every scenario; each row also carries the best fixed ratio found."""
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -190,11 +219,14 @@ def bench(
         if best_ratio:
             for path, _ in scenarios:
                 searches[path] = pool.submit(best_fixed_ratio, path, days)
-        runs = [
-            (path, pool.submit(run_algorithm, path, algorithm, days))
-            for path, _ in scenarios
-            for algorithm in algorithms
-        ]
+        runs = []
+        for path, _ in scenarios:
+            for algorithm in algorithms:
+                runs.append((path, pool.submit(run_algorithm, path, algorithm, days)))
+            if frontier:
+                for z in FRONTIER_Z:
+                    job = pool.submit(run_algorithm, path, "predictive", days, safety_factor=z)
+                    runs.append((path, job))
         rows = []
         for done, (path, future) in enumerate(runs, 1):
             row = future.result()
@@ -264,6 +296,8 @@ def chart_svg(rows: Sequence[dict[str, Any]]) -> str:
     series: dict[str, dict[str, tuple[float, float]]] = {}
     scenarios: list[str] = []
     for row in rows:
+        if "safety_factor" in row:
+            continue  # the frontier is a curve per scenario, not a bar
         if row["scenario"] not in scenarios:
             scenarios.append(row["scenario"])
         values = (row["talk_minutes_per_agent_hour"], row["abandon_rate"])

@@ -232,3 +232,33 @@ def test_bench_refuses_a_bad_scenario_naming_it(
     bench_pacing.add_arguments(parser)
     assert bench_pacing.run(parser.parse_args(["--scenario", str(path)])) == 2
     assert "bad.toml: agents:" in capsys.readouterr().err
+
+
+def test_frontier_shows_less_caution_buys_talk_with_abandons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    from sim import bench_pacing
+
+    path = tmp_path / "hour.toml"
+    path.write_text(
+        'name = "hour"\nseed = 8\nduration_s = 3600\nagents = 20\nlive_answer_probability = 0.3\n'
+    )
+    parser = argparse.ArgumentParser()
+    bench_pacing.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--scenario", str(path), "--algorithm", "predictive", "--frontier"),
+            *("--days", "1", "--json", "--jobs", "1", "--no-best-ratio"),
+        ]
+    )
+    assert bench_pacing.run(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    curve = {r["safety_factor"]: r for r in rows if "safety_factor" in r}
+    assert sorted(curve) == sorted(bench_pacing.FRONTIER_Z)
+    careful, reckless = curve[max(curve)], curve[min(curve)]
+    assert reckless["abandon_rate"] > 0.10 > careful["abandon_rate"]
+    assert reckless["talk_minutes_per_agent_hour"] > careful["talk_minutes_per_agent_hour"]
+    assert rows[0]["algorithm"] == "predictive"  # the controlled run comes first

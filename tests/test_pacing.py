@@ -19,7 +19,8 @@ from pacing import (
     UnknownAlgorithm,
     make_pacer,
 )
-from pacing.algorithms import VicidialAdapt
+from pacing.algorithms import Predictive, VicidialAdapt
+from pacing.models import AbandonmentReport, WindowCount
 
 
 def warm_up(
@@ -226,6 +227,24 @@ def test_predictive_backs_off_after_abandons() -> None:
         careful.observe(CallOutcome(NOW + i, AnswerKind.LIVE, 6.0, connected=False, wait_s=2.0))
     after = careful.calls_to_place(busy_floor(NOW + 20, ready=10, talking=40))
     assert after < before
+
+
+def _day_of(live: float) -> AbandonmentReport:
+    window = WindowCount(live=live, abandoned=0.0)
+    return AbandonmentReport(rolling_30d=window, rolling_24h=window, today=window)
+
+
+def test_large_campaign_aims_closer_to_the_limit_than_a_small_one() -> None:
+    small = Predictive.margin(0.03, 0.25, _day_of(1_500))
+    large = Predictive.margin(0.03, 0.25, _day_of(80_000))
+    assert large < small <= 0.25
+    # A day of 80,000 live answers strays ~0.06 points from its aim: 3% minus a sliver.
+    assert 0.03 * (1 - large) > 0.028
+
+
+def test_new_campaign_keeps_the_full_safety_margin_until_its_volume_is_known() -> None:
+    assert Predictive.margin(0.03, 0.25, _day_of(20)) == 0.25
+    assert Predictive.margin(0.03, 0.10, _day_of(1_000_000)) >= Predictive.MIN_MARGIN
 
 
 # -- supervisor overrides ----------------------------------------------------------------------
