@@ -29,6 +29,14 @@ MIN_LIVE_PER_HOUR = 30  # an hour with fewer live answers says more about chance
 RATIO_STEPS = 7
 # Fixed safety factors for `--frontier`: from very careful (z = 3) to reckless (z = 0).
 FRONTIER_Z = (3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)
+_BEST_RATIO_FIELDS = (
+    "ratio",
+    "talk_minutes_per_agent_hour",
+    "abandon_rate",
+    "worst_day_abandon_rate",
+    "days_over_target",
+    "wall_s",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-best-ratio",
         action="store_true",
         help="skip the hindsight search for the best fixed ratio (about 9 extra runs each)",
+    )
+    parser.add_argument(
+        "--best-ratio-by-day",
+        action="store_true",
+        help="also search the best fixed ratio that keeps 19 of 20 days within the target, "
+        "as the goal asks of predictive",
     )
     parser.add_argument(
         "--frontier",
@@ -81,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         best_ratio=not args.no_best_ratio,
         jobs=max(1, args.jobs),
         frontier=args.frontier,
+        best_ratio_by_day=args.best_ratio_by_day,
     )
     if args.json:
         for row in rows:
@@ -172,29 +187,41 @@ def summarize(scenario: Scenario, result: RunResult) -> dict[str, Any]:
     }
 
 
-def best_fixed_ratio(path: Path, days: int) -> dict[str, Any]:
+def allowed_days_over(days: int) -> int:
+    """Days over target the goal tolerates: 1 in 20 (19 of 20 days within it)."""
+    return days // 20
+
+
+def best_fixed_ratio(path: Path, days: int, *, by_day: bool = False) -> dict[str, Any]:
     """The constant ratio with the most talk at abandonment ≤ target, found in hindsight.
 
     Abandonment grows with the ratio, so a bisection on the ratio finds the highest one still
     within the target (after widening the range until its top is over the target); talk grows
-    with the ratio up to there.
+    with the ratio up to there. `by_day` also asks what the goal asks of predictive: no more
+    than `allowed_days_over(days)` days over the target (Ofcom counts per 24 hours).
     """
     scenario = load_scenario(path)
     target = scenario.target_abandon_rate
+
+    def within(figures: dict[str, Any]) -> bool:
+        if by_day and figures["days_over_target"] > allowed_days_over(days):
+            return False
+        return bool(figures["abandon_rate"] <= target)
+
     lowest_live = max(min(scenario.live_answer_by_hour), 0.02)
     low, high = 1.0, 2.0 / lowest_live
     best = run_algorithm(path, "ratio", days, ratio=low)
     # Large teams need high ratios (few agents are ready at any moment): widen until too high.
     while high < 200:
         figures = run_algorithm(path, "ratio", days, ratio=high)
-        if figures["abandon_rate"] > target:
+        if not within(figures):
             break
         low, best = high, figures
         high *= 2
     for _ in range(RATIO_STEPS):
         mid = round((low + high) / 2, 3)
         figures = run_algorithm(path, "ratio", days, ratio=mid)
-        if figures["abandon_rate"] <= target:
+        if within(figures):
             low = mid
             if figures["talk_minutes_per_agent_hour"] >= best["talk_minutes_per_agent_hour"]:
                 best = figures
@@ -211,14 +238,19 @@ def bench(
     best_ratio: bool,
     jobs: int,
     frontier: bool = False,
+    best_ratio_by_day: bool = False,
 ) -> list[dict[str, Any]]:
     """Every algorithm on every scenario; each row also carries the best fixed ratio found."""
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         # The ratio searches are the longest jobs: start them first.
-        searches: dict[Path, Future[dict[str, Any]]] = {}
-        if best_ratio:
-            for path, _ in scenarios:
-                searches[path] = pool.submit(best_fixed_ratio, path, days)
+        searches: dict[tuple[Path, str], Future[dict[str, Any]]] = {}
+        for path, _ in scenarios:
+            if best_ratio:
+                searches[path, "best_fixed_ratio"] = pool.submit(best_fixed_ratio, path, days)
+            if best_ratio_by_day:
+                searches[path, "best_fixed_ratio_by_day"] = pool.submit(
+                    best_fixed_ratio, path, days, by_day=True
+                )
         runs = []
         for path, _ in scenarios:
             for algorithm in algorithms:
@@ -232,12 +264,10 @@ def bench(
             row = future.result()
             # Progress on stderr: `--all` runs for many minutes, stdout stays clean JSON.
             print(f"[{done}/{len(runs)}] {row['scenario']} {row['algorithm']}", file=sys.stderr)
-            if path in searches:
-                best = searches[path].result()
-                row["best_fixed_ratio"] = {
-                    k: best[k]
-                    for k in ("ratio", "talk_minutes_per_agent_hour", "abandon_rate", "wall_s")
-                }
+            for (searched, key), search in searches.items():
+                if searched == path:
+                    best = search.result()
+                    row[key] = {k: best[k] for k in _BEST_RATIO_FIELDS}
             rows.append(row)
     return rows
 
@@ -254,30 +284,34 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * 10]
     seen: set[str] = set()
 
-    def line(scenario: str, name: str, r: dict[str, Any], ceiling: float) -> str:
+    def line(scenario: str, name: str, r: dict[str, Any], ceiling: float, days: int) -> str:
         talk = r["talk_minutes_per_agent_hour"]
         return (
             f"| {scenario} | {name} | {talk:.1f} | {100 * talk / ceiling:.0f}% | "
             f"{100 * r['abandon_rate']:.2f}% | "
+            + f"{100 * r['worst_day_abandon_rate']:.2f}% | {r['days_over_target']}/{days} | "
             + (
-                f"{100 * r['worst_day_abandon_rate']:.2f}% | {r['days_over_target']}/{r['days']} | "
                 f"{100 * r['worst_hour_abandon_rate']:.2f}% | {r['max_connect_wait_s']:.2f} | "
-                if "worst_day_abandon_rate" in r
-                else "| | | | "
+                if "worst_hour_abandon_rate" in r
+                else "| | "  # a search keeps the figures it is judged by
             )
             + f"{r['wall_s']:.1f} |"
         )
 
     for i, row in enumerate(rows):
         ceiling = row["ceiling_talk_minutes_per_agent_hour"]
-        lines.append(line(row["scenario"], row["algorithm"], row, ceiling))
+        lines.append(line(row["scenario"], row["algorithm"], row, ceiling, row["days"]))
         last_of_scenario = i + 1 == len(rows) or rows[i + 1]["scenario"] != row["scenario"]
-        if last_of_scenario and "best_fixed_ratio" in row and row["scenario"] not in seen:
+        if last_of_scenario and row["scenario"] not in seen:
             seen.add(row["scenario"])
-            best = row["best_fixed_ratio"]
-            lines.append(
-                line(row["scenario"], f"best fixed ratio {best['ratio']:g}", best, ceiling)
-            )
+            for key, label in (
+                ("best_fixed_ratio", "best fixed ratio"),
+                ("best_fixed_ratio_by_day", "best fixed ratio by day"),
+            ):
+                if key in row:
+                    best = row[key]
+                    name = f"{label} {best['ratio']:g}"
+                    lines.append(line(row["scenario"], name, best, ceiling, row["days"]))
     return "\n".join(lines)
 
 

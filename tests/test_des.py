@@ -262,3 +262,31 @@ def test_frontier_shows_less_caution_buys_talk_with_abandons(
     assert reckless["abandon_rate"] > 0.10 > careful["abandon_rate"]
     assert reckless["talk_minutes_per_agent_hour"] > careful["talk_minutes_per_agent_hour"]
     assert rows[0]["algorithm"] == "predictive"  # the controlled run comes first
+
+
+def test_best_ratio_by_day_keeps_the_days_over_target_the_goal_allows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    from sim import bench_pacing
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        'name = "tiny"\nseed = 5\nduration_s = 1800\nagents = 8\nlive_answer_probability = 0.3\n'
+    )
+    parser = argparse.ArgumentParser()
+    bench_pacing.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--scenario", str(path), "--algorithm", "progressive"),
+            *("--days", "3", "--json", "--jobs", "1", "--best-ratio-by-day"),
+        ]
+    )
+    assert bench_pacing.run(args) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    by_day, overall = row["best_fixed_ratio_by_day"], row["best_fixed_ratio"]
+    assert by_day["days_over_target"] == 0  # 3 days: none may be over
+    assert by_day["worst_day_abandon_rate"] <= 0.03
+    assert overall["abandon_rate"] <= 0.03
