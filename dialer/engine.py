@@ -14,7 +14,7 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,6 +95,61 @@ class LiveCall:
     reservation_id: str | None
 
 
+class LiveCalls:
+    """The node's calls in flight by attempt id, with the counts each dial asks about kept as
+    they change (per server, per debtor, phones): a tick of dials at thousands of calls in
+    flight must not rescan them all for every call."""
+
+    def __init__(self) -> None:
+        self._by_attempt: dict[int, LiveCall] = {}
+        self._per_server: Counter[str] = Counter()
+        self._per_debtor: Counter[int] = Counter()
+        self._phones: set[int] = set()
+
+    def add(self, attempt_id: int, live: LiveCall) -> None:
+        self.pop(attempt_id)
+        self._by_attempt[attempt_id] = live
+        self._per_server[live.call.server] += 1
+        self._per_debtor[live.candidate.debtor_id] += 1
+        self._phones.add(live.candidate.phone_id)
+
+    def pop(self, attempt_id: int) -> LiveCall | None:
+        live = self._by_attempt.pop(attempt_id, None)
+        if live is not None:
+            _decrement(self._per_server, live.call.server)
+            _decrement(self._per_debtor, live.candidate.debtor_id)
+            self._phones.discard(live.candidate.phone_id)
+        return live
+
+    def get(self, attempt_id: int) -> LiveCall | None:
+        return self._by_attempt.get(attempt_id)
+
+    def values(self) -> list[LiveCall]:
+        """A copy: callers end calls while walking them."""
+        return list(self._by_attempt.values())
+
+    def on_server(self, server: str) -> int:
+        return self._per_server[server]
+
+    def has_debtor(self, debtor_id: int) -> bool:
+        return self._per_debtor[debtor_id] > 0
+
+    def phone_ids(self) -> set[int]:
+        return set(self._phones)
+
+    def __len__(self) -> int:
+        return len(self._by_attempt)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_attempt)
+
+
+def _decrement(counter: Counter[Any], key: Any) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
 @dataclass
 class EngineStats:
     originates_sent: int = 0
@@ -148,7 +203,7 @@ class CampaignEngine:
         self.rng = rng or random.Random()
         self.scale = config.time_scale if config.time_scale > 0 else 1.0
         self.table = CallTable()
-        self.live: dict[int, LiveCall] = {}
+        self.live = LiveCalls()
         self.agents = AgentPool(config.agents)
         self.stats = EngineStats()
         self.connections: dict[str, AmiConnection] = {}
@@ -340,7 +395,7 @@ class CampaignEngine:
         self.stats.resyncs += 1
         channels = await self._live_channels(conn)
         now = self.clock()
-        for live in list(self.live.values()):
+        for live in self.live.values():
             call = live.call
             if call.server != conn.server.name:
                 continue
@@ -356,7 +411,7 @@ class CampaignEngine:
         log.info(
             "= resync %s: %d call(s) alive after reconnect",
             conn.server.name,
-            sum(1 for lc in self.live.values() if lc.call.server == conn.server.name),
+            self.live.on_server(conn.server.name),
         )
 
     def _adopt_channels(self, call: Call, items: list[Message], now: float) -> None:
@@ -378,7 +433,7 @@ class CampaignEngine:
         """A call with no channel long after its ring timeout never left Asterisk: close it."""
         now = self.clock()
         limit = self._wall(self.config.dialing.ring_timeout_s + 60)
-        for live in list(self.live.values()):
+        for live in self.live.values():
             call = live.call
             if (
                 call.state is CallState.ORIGINATING
@@ -389,7 +444,7 @@ class CampaignEngine:
 
     def _abandon_tracking(self, why: str) -> None:
         now = self.clock()
-        for live in list(self.live.values()):
+        for live in self.live.values():
             log.warning("x attempt %s: %s; outcome unknown", live.call.attempt_id, why)
             self._apply_effects(live, [end_call(live.call, now, Outcome.UNKNOWN)])
 
@@ -457,7 +512,7 @@ class CampaignEngine:
                     row.debtor_id, row.debt_id, row.phone_id, "", "", None, ""
                 )
                 live = LiveCall(call, candidate, None)
-                self.live[row.id] = live
+                self.live.add(row.id, live)
                 self.table.add(call)
                 self._adopt_channels(call, items, now)
                 self.stats.adopted += 1
@@ -562,12 +617,7 @@ class CampaignEngine:
             if due:
                 self._hopper_exhausted = False
         if not self._hopper and not self._hopper_exhausted:
-            busy = (
-                {lc.candidate.phone_id for lc in self.live.values()}
-                | self._skipped_phones
-                | set(self._deferred)
-                | picked
-            )
+            busy = self.live.phone_ids() | self._skipped_phones | set(self._deferred) | picked
             batch = repo.next_candidates(
                 self.store,
                 self.campaign_id,
@@ -582,7 +632,7 @@ class CampaignEngine:
             candidate = self._hopper.popleft()
             if candidate.phone_id in self._skipped_phones:
                 continue
-            if any(lc.candidate.debtor_id == candidate.debtor_id for lc in self.live.values()):
+            if self.live.has_debtor(candidate.debtor_id):
                 # One call per person at a time; the next batch will offer this debtor again.
                 continue
             return candidate
@@ -590,14 +640,11 @@ class CampaignEngine:
 
     def _pick_server(self) -> AmiServerConfig | None:
         best: tuple[float, AmiServerConfig] | None = None
-        load: dict[str, int] = {}
-        for live in self.live.values():
-            load[live.call.server] = load.get(live.call.server, 0) + 1
         for name, conn in self.connections.items():
             server = conn.server
             if not conn.is_up or name in self._resyncing or server.weight <= 0:
                 continue
-            score = load.get(name, 0) / server.weight
+            score = self.live.on_server(name) / server.weight
             if best is None or score < best[0]:
                 best = (score, server)
         return best[1] if best else None
@@ -634,7 +681,7 @@ class CampaignEngine:
             self._abandon_window(),
         )
         live = LiveCall(call, candidate, decision.reservation_id)
-        self.live[attempt_id] = live
+        self.live.add(attempt_id, live)
         self.table.add(call)
         self.stats.originates_sent += 1
         self._spawn(self._originate(live, server), f"originate-{attempt_id}")
@@ -739,7 +786,7 @@ class CampaignEngine:
     def _finish(self, live: LiveCall, effect: Ended, at: datetime) -> None:
         call = live.call
         self.table.remove(call)
-        self.live.pop(call.attempt_id, None)
+        self.live.pop(call.attempt_id)
         # The debtor is free again: their other phones may qualify now (one call per person).
         self._hopper_exhausted = False
         self.stats.ended += 1

@@ -244,3 +244,25 @@ def test_config_repr_hides_the_ami_secret() -> None:
     )
     assert "hunter2" not in repr(config)
     assert "hunter2" not in str(config.ami.servers[0])
+
+
+def test_live_calls_keep_per_server_and_per_debtor_counts_as_calls_start_and_end() -> None:
+    from dialer.calls.state import Call
+    from dialer.engine import LiveCall, LiveCalls
+
+    def live(attempt: int, server: str, debtor: int, phone: int) -> LiveCall:
+        candidate = repo.DialCandidate(debtor, None, phone, "+15550100", "mobile", None, "x")
+        return LiveCall(Call(attempt, f"dlr-{attempt}", server, 0.0), candidate, None)
+
+    calls = LiveCalls()
+    calls.add(1, live(1, "pbx-a", debtor=7, phone=70))
+    calls.add(2, live(2, "pbx-a", debtor=8, phone=80))
+    calls.add(3, live(3, "pbx-b", debtor=7, phone=71))
+    assert (calls.on_server("pbx-a"), calls.on_server("pbx-b"), len(calls)) == (2, 1, 3)
+    assert calls.has_debtor(7) and calls.phone_ids() == {70, 71, 80}
+    calls.pop(1)
+    assert calls.has_debtor(7)  # still on the line through another phone
+    calls.pop(3)
+    calls.pop(3)  # an end reported twice changes nothing
+    assert not calls.has_debtor(7) and calls.on_server("pbx-b") == 0
+    assert calls.phone_ids() == {80} and len(calls) == 1
