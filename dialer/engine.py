@@ -16,6 +16,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -150,6 +151,47 @@ def _decrement(counter: Counter[Any], key: Any) -> None:
         del counter[key]
 
 
+class GateThread:
+    """Every call to the attempt gate, on one thread of its own, in the order made.
+
+    The guard's ledgers sit in a database or in Redis: a tick's check-and-reserve waits on a
+    commit, which must not hold up the AMI events and FastAGI routing of the calls in flight.
+    One thread (not a pool) keeps the gate's calls in order (a release or an outcome after its
+    reservation) and means the gate and its audit chain never see two calls at once.
+    """
+
+    def __init__(self, gate: AttemptGate) -> None:
+        self.gate = gate
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attempt-gate")
+
+    async def reserve_many(
+        self, candidates: list[repo.DialCandidate], now: datetime
+    ) -> list[GateDecision]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.gate.reserve_many, candidates, now)
+
+    def release(self, reservation_id: str, now: datetime) -> None:
+        self._later(self.gate.release, reservation_id, now)
+
+    def record_outcome(
+        self, reservation_id: str, outcome: Outcome, connected: bool, now: datetime
+    ) -> None:
+        self._later(self.gate.record_outcome, reservation_id, outcome, connected, now)
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        self._thread.submit(fn, *args).add_done_callback(_log_gate_failure)
+
+    async def drain(self) -> None:
+        """Wait until everything handed to the gate is done (releases, outcomes)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown, True)
+
+
+def _log_gate_failure(done: Future[None]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        log.error("x attempt gate failed: %s", exc, exc_info=exc)
+
+
 @dataclass
 class EngineStats:
     originates_sent: int = 0
@@ -198,6 +240,7 @@ class CampaignEngine:
         self.campaign_id = campaign_id
         self.pacer = pacer
         self.gate = gate
+        self._gate_thread = GateThread(gate)
         self.clock = clock
         self.wallclock = wallclock
         self.rng = rng or random.Random()
@@ -281,7 +324,7 @@ class CampaignEngine:
                 self._watchdog()
                 self._follow_supervisor()
                 if not self._stopping and self._dialling_allowed():
-                    self._place_calls()
+                    await self._place_calls()
                 if self._done():
                     break
                 now = self.clock()
@@ -310,6 +353,7 @@ class CampaignEngine:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.agi.close()
+            await self._gate_thread.drain()
 
     def _stop_started(self) -> float:
         if self._stop_at is None:
@@ -556,7 +600,7 @@ class CampaignEngine:
             waiting_s=tuple(waiting),
         )
 
-    def _place_calls(self) -> None:
+    async def _place_calls(self) -> None:
         wanted = min(
             self.pacer.calls_to_place(self.pacing_state()),
             self.config.campaign.max_channels - len(self.live),
@@ -580,7 +624,7 @@ class CampaignEngine:
         now_dt = self._now_dt()
         # The whole tick in one round trip to the guard (one transaction on SQL, a pipeline on
         # Redis), each decided as if the earlier ones were granted first.
-        decisions = self.gate.reserve_many(picked, now_dt)
+        decisions = await self._gate_thread.reserve_many(picked, now_dt)
         for candidate, decision in zip(picked, decisions, strict=True):
             if decision.allowed:
                 self._dial(candidate, decision, now_dt)
@@ -655,7 +699,7 @@ class CampaignEngine:
         server = self._pick_server()
         if server is None:
             if decision.reservation_id is not None:
-                self.gate.release(decision.reservation_id, now_dt)
+                self._gate_thread.release(decision.reservation_id, now_dt)
             self._hopper.appendleft(candidate)
             return
         uid = f"dlr-{self.config.node_id}-{secrets.token_hex(5)}"
@@ -741,7 +785,7 @@ class CampaignEngine:
         """The Originate never left for Asterisk: give the reservation back, close the row."""
         self.stats.originate_errors += 1
         if live.reservation_id is not None:
-            self.gate.release(live.reservation_id, self._now_dt())
+            self._gate_thread.release(live.reservation_id, self._now_dt())
             live.reservation_id = None
         if live.call.state is not CallState.ENDED:
             self._apply_effects(live, [end_call(live.call, self.clock(), Outcome.FAILED)])
@@ -809,7 +853,7 @@ class CampaignEngine:
             ),
         )
         if live.reservation_id is not None:
-            self.gate.record_outcome(
+            self._gate_thread.record_outcome(
                 live.reservation_id, effect.outcome, call.connected_at is not None, at
             )
         if call.agent_id and self.agents.end_call(call.agent_id, effect.at):

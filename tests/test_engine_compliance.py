@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,3 +163,50 @@ def _aware(at: datetime | str) -> datetime:
     """A stored UTC time (SQLite hands raw SQL results back as text)."""
     value = datetime.fromisoformat(at) if isinstance(at, str) else at
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SlowLedgerGate(CountingGate):
+    """The real gate, whose first check-and-reserve waits until the dialer shows it is alive."""
+
+    def __init__(self, inner: ComplianceGate) -> None:
+        super().__init__(inner)
+        self.waiting = threading.Event()
+        self.loop_alive = threading.Event()
+
+    def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
+        if not self.waiting.is_set():
+            self.waiting.set()
+            # Set only by a coroutine of the dialer's event loop: it must run meanwhile.
+            assert self.loop_alive.wait(10), "the dialer froze while the ledger answered"
+        return super().reserve_many(candidates, now)
+
+
+async def test_dialer_keeps_handling_calls_while_the_compliance_ledger_is_slow(
+    tmp_path: Path,
+) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=20)
+    clock = simulated_clock(business_afternoon(), SCALE)
+    guard = _regf_guard(MemoryStore())
+    inner = ComplianceGate(guard, rig.store, tenant="default", campaign_id=rig.engine.campaign_id)
+    gate = SlowLedgerGate(inner)
+    rig.engine = CampaignEngine(
+        rig.config,
+        rig.store,
+        tenant_id=rig.engine.tenant_id,
+        campaign_id=rig.engine.campaign_id,
+        pacer=make_pacer("progressive"),
+        gate=gate,
+        wallclock=clock,
+    )
+
+    async def heartbeat() -> None:
+        while not gate.waiting.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        gate.loop_alive.set()
+
+    beating = asyncio.create_task(heartbeat())
+    await _run_to_end(rig, 90)
+    await beating
+    assert gate.loop_alive.is_set()
+    assert rig.sim.stats()["originates"] == len(gate.granted) - len(gate.released) > 0
