@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import holidays as holidays_lib
 
 from compliance_guard.errors import InvalidRequest
+from compliance_guard.memo import BoundedMemo
 from compliance_guard.models import AttemptRequest, Channel, Decision, Flag, PhoneType, Reason
 from compliance_guard.rules import (
     CapRule,
@@ -25,13 +26,13 @@ from compliance_guard.rules import (
     WindowRule,
 )
 from compliance_guard.store import FlagCheck, LedgerCheck, NewReservation, Observation, ReserveCall
-from compliance_guard.zones import ZoneResolution
+from compliance_guard.zones import ZoneResolution, ZoneResolver
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
 DAY_US = 86_400_000_000
 UTC_ZONE = ZoneInfo("UTC")
-NO_COUNTS: frozenset[str] = frozenset()
+NO_COUNTS: frozenset[str] = frozenset()  # no outcome counted, no flag required
 SEARCH_DAYS = 40  # how far ahead next_allowed_at looks for an open window
 
 
@@ -112,7 +113,7 @@ class CapPlan:
     calendar: bool
 
 
-# A day's spans of one window in one zone: (start minute, end minute, naive local end).
+# A day's spans of one window: (start minute, end minute, naive local end wall).
 DaySpans = tuple[tuple[int, int, datetime], ...]
 
 
@@ -128,24 +129,48 @@ class Compiled:
     flag_rules: dict[str, FlagRule]
     label: str  # name@version
     digest: str
+    calendar_days: tuple[int, ...]  # every look-back counted in local calendar days
+
+
+class DayContext(NamedTuple):
+    """What one local date (in each zone) means for a compiled rule set.
+
+    Keyed by the zones' local dates, never by an offset: each value is computed from the zone
+    rules for those dates, so the days on either side of a DST change get contexts of their own.
+    The local time of the dial moment itself is still read from `zoneinfo` on every call.
+    """
+
+    spans: tuple[tuple[DaySpans, ...], ...]  # [window][zone]: that date's spans, holidays applied
+    # [zone]: where every window is open at once (the intersections of one span of each), so
+    # the common case, all open, is one test per zone; the reasons come from `spans`.
+    all_open: tuple[DaySpans, ...]
+    starts: dict[int, int]  # calendar look-back in days -> first instant counted (us)
 
 
 class EngineCache:
-    """Derived data owned by one guard: holiday calendars, compiled rules, day starts, day spans.
+    """Derived data owned by one guard: compiled rules, prepared requests, day contexts.
 
     Everything here is a pure function of its key, so caching never changes an answer. Every
-    table is bounded: it is emptied when it reaches `max_entries`.
+    table is bounded (`BoundedMemo`), except those keyed by the few rule sets and holiday
+    calendars loaded.
     """
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 100_000) -> None:
         self._cals: dict[tuple[str, str | None], Any] = {}
         self._compiled: dict[tuple[str, Channel, PhoneType], Compiled] = {}
-        self._instants: dict[tuple[date, int, str], datetime] = {}
-        self._zones: dict[tuple[str, ...], tuple[ZoneInfo, ...]] = {}
-        # (rule set digest, channel, window index, zone, local date) -> that day's spans.
-        self._days: dict[tuple[str, str, int, str, date], DaySpans] = {}
-        self._templates: dict[tuple[Any, ...], Template] = {}
-        self._max = max_entries
+        self._instants: BoundedMemo[tuple[date, int, str], datetime] = BoundedMemo(max_entries)
+        self._zones: BoundedMemo[tuple[str, ...], tuple[ZoneInfo, ...]] = BoundedMemo(max_entries)
+        self._prepared: BoundedMemo[tuple[Any, ...], Prepared] = BoundedMemo(max_entries)
+        self._days: BoundedMemo[tuple[Any, ...], DayContext] = BoundedMemo(max_entries)
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each bounded table holds."""
+        return {
+            "prepared": len(self._prepared),
+            "days": len(self._days),
+            "instants": len(self._instants),
+            "zone_sets": len(self._zones),
+        }
 
     def is_holiday(self, rule: WindowRule, d: date) -> bool:
         if rule.holiday_country is None:
@@ -164,88 +189,174 @@ class EngineCache:
         key = (d, minute, tz.key)
         hit = self._instants.get(key)
         if hit is None:
-            if len(self._instants) >= self._max:
-                self._instants.clear()
-            hit = self._instants[key] = first_instant_at(d, minute, tz)
+            hit = self._instants.put(key, first_instant_at(d, minute, tz))
         return hit
 
     def zone_infos(self, names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
         hit = self._zones.get(names)
         if hit is None:
-            if len(self._zones) >= self._max:
-                self._zones.clear()
-            hit = self._zones[names] = tuple(ZoneInfo(z) for z in names)
+            hit = self._zones.put(names, tuple(ZoneInfo(z) for z in names))
         return hit
 
-    def day_spans(
-        self, comp: Compiled, channel: Channel, index: int, zone: ZoneInfo, d: date
-    ) -> DaySpans:
-        """The spans window `index` opens on local day `d` (holidays included), with end walls."""
-        key = (comp.digest, channel._value_, index, zone.key, d)
+    def prepared(
+        self, ruleset: RuleSet, request: AttemptRequest, now: datetime, zones: ZoneResolver
+    ) -> Prepared:
+        """The clock-free part of the plan for `request`, which is validated first.
+
+        A hit means these very identity fields were validated when the entry was built, so only
+        `now` and `facts_as_of` (not part of the key) are checked again.
+        """
+        try:
+            key = prepared_key(ruleset, request)
+            hit = self._prepared.get(key)
+        except (AttributeError, TypeError):
+            # A field of an unexpected type (a list where a tuple belongs): decided uncached.
+            validate(request, now)
+            return self.build(ruleset, request, zones.resolve(request))
+        if hit is None:
+            validate(request, now)
+            return self._prepared.put(key, self.build(ruleset, request, zones.resolve(request)))
+        validate_clock(request, now)
+        return hit
+
+    def prepare(self, ruleset: RuleSet, request: AttemptRequest, zones: ZoneResolver) -> bool:
+        """Build and remember the prepared request ahead of its first decision.
+
+        Raises `InvalidRequest` as a decision would; False when the request cannot be cached
+        (a field of an unexpected type: its decisions are made uncached).
+        """
+        validate_identity(request)
+        try:
+            key = prepared_key(ruleset, request)
+            hit = self._prepared.get(key)
+        except (AttributeError, TypeError):
+            return False
+        if hit is None:
+            self._prepared.put(key, self.build(ruleset, request, zones.resolve(request)))
+        return True
+
+    def build(
+        self, ruleset: RuleSet, request: AttemptRequest, resolution: ZoneResolution
+    ) -> Prepared:
+        """The prepared request, uncached (the request must be valid)."""
+        comp = self.compiled(ruleset, request.channel, request.phone_type)
+        names, reasons = effective_zones(ruleset, resolution)
+        zones = self.zone_infos(names)
+        # Without a zone the attempt is denied; its ledgers are still named (history import)
+        # and counted from UTC days.
+        day_names = names or (UTC_ZONE.key,)
+        return Prepared(
+            _template(ruleset, comp, request),
+            names,
+            tuple(reasons),
+            zones,
+            self.zone_infos(day_names),
+            (comp.digest, request.channel._value_, request.phone_type._value_, day_names),
+        )
+
+    def day(self, prep: Prepared, dates: tuple[date, ...]) -> DayContext:
+        """The day context of `prep`'s rules on these local dates (one per zone)."""
+        key = (prep.day_key, dates)
         hit = self._days.get(key)
         if hit is None:
-            rule = comp.windows[index]
-            spans = rule.holiday_hours if self.is_holiday(rule, d) else rule.hours[d.weekday()]
-            midnight = datetime.combine(d, dtime(0))
-            hit = tuple((s.start, s.end, midnight + timedelta(minutes=s.end)) for s in spans)
-            if len(self._days) >= self._max:
-                self._days.clear()
-            self._days[key] = hit
+            comp = prep.template.compiled
+            hit = self._days.put(key, self._day_context(comp, prep.day_zones, dates))
         return hit
 
-    def template(self, ruleset: RuleSet, request: AttemptRequest) -> Template:
-        """The clock-free part of the plan for this request (keys, flag targets, explanations)."""
-        r = request
-        key = (
-            ruleset.digest,
-            r.channel._value_,  # plain str: hashing an enum member calls Python code
-            r.phone_type._value_,
-            r.tenant,
-            r.person_id,
-            tuple(r.debt_ids),
-            r.phone,
-            r.campaign_id,
-            r.third_party,
+    def _day_context(
+        self, comp: Compiled, zones: tuple[ZoneInfo, ...], dates: tuple[date, ...]
+    ) -> DayContext:
+        spans = tuple(tuple(self._spans(rule, d) for d in dates) for rule in comp.windows)
+        all_open = tuple(
+            _intersect([per_zone[zi] for per_zone in spans], zone) for zi, zone in enumerate(zones)
         )
-        hit = self._templates.get(key)
-        if hit is None:
-            comp = self.compiled(ruleset, r.channel, r.phone_type)
-            hit = _template(ruleset, comp, r)
-            if len(self._templates) >= self._max:
-                self._templates.clear()
-            self._templates[key] = hit
-        return hit
+        starts = {}
+        for days in comp.calendar_days:
+            back = timedelta(days=days - 1)
+            # With several zones the earliest start wins (the longest look-back).
+            first = min(self.day_start(d - back, z) for z, d in zip(zones, dates, strict=True))
+            starts[days] = to_us(first)
+        return DayContext(spans, all_open, starts)
+
+    def _spans(self, rule: WindowRule, d: date) -> DaySpans:
+        """The spans `rule` opens on local date `d` (holidays included), with their end walls."""
+        spans = rule.holiday_hours if self.is_holiday(rule, d) else rule.hours[d.weekday()]
+        midnight = datetime.combine(d, dtime(0))
+        return tuple((s.start, s.end, midnight + timedelta(minutes=s.end)) for s in spans)
 
     def compiled(self, ruleset: RuleSet, channel: Channel, phone_type: PhoneType) -> Compiled:
         key = (ruleset.digest, channel, phone_type)
         hit = self._compiled.get(key)
         if hit is None:
-            caps = tuple(
-                CapPlan(
-                    cap,
-                    cap.shared,
-                    cap.scope.value,
-                    f"cap|{cap.id}|{cap.scope.value}|",
-                    frozenset(o.value for o in cap.counts),
-                    cap.window_days,
-                    cap.calendar_days,
-                )
-                for cap in ruleset.caps
-                if channel in cap.channels
-                and (not cap.phone_types or phone_type in cap.phone_types)
-            )
-            hit = Compiled(
-                windows=tuple(w for w in ruleset.windows if channel in w.channels),
-                ring=timedelta(seconds=ruleset.ring_seconds if channel is Channel.CALL else 0),
-                blocking=frozenset(f.flag.value for f in ruleset.flags if channel in f.channels),
-                caps=caps,
-                conversations=tuple(c for c in ruleset.conversations if channel in c.channels),
-                flag_rules={f.flag.value: f for f in ruleset.flags},
-                label=ruleset.label,
-                digest=ruleset.digest,
-            )
-            self._compiled[key] = hit
+            hit = self._compiled[key] = _compile(ruleset, channel, phone_type)
         return hit
+
+
+def _intersect(windows: Sequence[DaySpans], zone: ZoneInfo) -> DaySpans:
+    """Where every window is open in `zone`: one span of each, intersected.
+
+    A minute is inside every window, with time to ring, exactly when it is inside one of
+    these with time to ring before its end wall. The end walls carry `zone` as their tzinfo:
+    two datetimes of the same tzinfo compare as wall clocks (offset and fold ignored), which is
+    the comparison the rules mean, without stripping the zone from every reading.
+    """
+    out: list[tuple[int, int, datetime]] = [(0, 1440, datetime.max)]
+    for spans in windows:
+        out = [
+            (max(a, start), min(b, stop), min(wall, end_wall))
+            for a, b, wall in out
+            for start, stop, end_wall in spans
+            if max(a, start) < min(b, stop)
+        ]
+    return tuple((a, b, wall.replace(tzinfo=zone)) for a, b, wall in out)
+
+
+def _compile(ruleset: RuleSet, channel: Channel, phone_type: PhoneType) -> Compiled:
+    caps = tuple(
+        CapPlan(
+            cap,
+            cap.shared,
+            cap.scope.value,
+            f"cap|{cap.id}|{cap.scope.value}|",
+            frozenset(o.value for o in cap.counts),
+            cap.window_days,
+            cap.calendar_days,
+        )
+        for cap in ruleset.caps
+        if channel in cap.channels and (not cap.phone_types or phone_type in cap.phone_types)
+    )
+    conversations = tuple(c for c in ruleset.conversations if channel in c.channels)
+    calendar_days = {c.info_days for c in caps if c.calendar} | {c.days for c in conversations}
+    return Compiled(
+        windows=tuple(w for w in ruleset.windows if channel in w.channels),
+        ring=timedelta(seconds=ruleset.ring_seconds if channel is Channel.CALL else 0),
+        blocking=frozenset(f.flag.value for f in ruleset.flags if channel in f.channels),
+        caps=caps,
+        conversations=conversations,
+        flag_rules={f.flag.value: f for f in ruleset.flags},
+        label=ruleset.label,
+        digest=ruleset.digest,
+        calendar_days=tuple(sorted(calendar_days)),
+    )
+
+
+def prepared_key(ruleset: RuleSet, r: AttemptRequest) -> tuple[Any, ...]:
+    """Every field a `Prepared` depends on (raises TypeError when one is unhashable)."""
+    return (
+        ruleset.digest,
+        r.channel._value_,  # plain str: hashing an enum member calls Python code
+        r.phone_type._value_,
+        r.tenant,
+        r.person_id,
+        r.debt_ids,
+        r.phone,
+        r.campaign_id,
+        r.third_party,
+        r.time_zones,
+        r.postal_code,
+        r.country,
+        r.region,
+    )
 
 
 def _inside(local: datetime, end_local: datetime, spans: Sequence[Any]) -> bool:
@@ -319,8 +430,23 @@ class Plan(NamedTuple):
 
 
 def validate(request: AttemptRequest, now: datetime) -> None:
+    """Refuse a malformed request; the message names the field."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InvalidRequest("now: must be timezone-aware")  # before the request's fields
+    validate_identity(request)
+    validate_clock(request, now)
+
+
+def validate_clock(request: AttemptRequest, now: datetime) -> None:
+    """What `validate` checks of a request whose identity fields were validated before."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise InvalidRequest("now: must be timezone-aware")
+    if request.facts_as_of is not None and request.facts_as_of.tzinfo is None:
+        raise InvalidRequest("facts_as_of: must be timezone-aware")
+
+
+def validate_identity(request: AttemptRequest) -> None:
+    """The fields that name ledgers and flags: non-empty strings that cannot forge a key."""
     for name in ("tenant", "person_id", "phone", "campaign_id"):
         value = getattr(request, name)
         if not isinstance(value, str) or not value or "|" in value:
@@ -330,8 +456,6 @@ def validate(request: AttemptRequest, now: datetime) -> None:
     for d in request.debt_ids:
         if not d or "|" in d:
             raise InvalidRequest(f"debt_ids: bad debt id {d!r}")
-    if request.facts_as_of is not None and request.facts_as_of.tzinfo is None:
-        raise InvalidRequest("facts_as_of: must be timezone-aware")
 
 
 def effective_zones(ruleset: RuleSet, res: ZoneResolution) -> tuple[tuple[str, ...], list[Reason]]:
@@ -388,7 +512,7 @@ class Template(NamedTuple):
 def _template(ruleset: RuleSet, comp: Compiled, request: AttemptRequest) -> Template:
     tenant, person = request.tenant, request.person_id
     third_party_reason = None
-    required: frozenset[str] = frozenset()
+    required = NO_COUNTS  # shared: one empty set for every template, not one each
     if request.third_party:
         if ruleset.third_party is ThirdPartyPolicy.NEVER:
             third_party_reason = Reason(
@@ -435,6 +559,53 @@ def _template(ruleset: RuleSet, comp: Compiled, request: AttemptRequest) -> Temp
     )
 
 
+# What one local date means for one prepared request: the dates (one per zone), their day
+# context, and the ledger checks when they depend on the date only.
+TodayEntry = tuple[tuple[date, ...], DayContext, tuple[LedgerCheck, ...] | None]
+
+
+class Prepared:
+    """Everything about one request that does not depend on the clock, built once per debtor.
+
+    A pure function of the rule set and of the request's identity and address fields
+    (`prepared_key`), so cached under exactly those: the ledger keys and flag targets
+    (`template`), and the candidate zones with what they mean for the decision.
+    """
+
+    __slots__ = (
+        "calendar_only",
+        "day_key",
+        "day_zones",
+        "template",
+        "today",
+        "zone_names",
+        "zone_reasons",
+        "zones",
+    )
+
+    def __init__(
+        self,
+        template: Template,
+        zone_names: tuple[str, ...],
+        zone_reasons: tuple[Reason, ...],
+        zones: tuple[ZoneInfo, ...],
+        day_zones: tuple[ZoneInfo, ...],
+        day_key: tuple[str, str, str, tuple[str, ...]],
+    ) -> None:
+        self.template = template
+        self.zone_names = zone_names  # the zones every window is evaluated in
+        self.zone_reasons = zone_reasons  # a zone unknown or undetermined: denied
+        self.zones = zones  # `zone_names` as zones; empty when no zone is known
+        self.day_zones = day_zones  # where calendar days are counted: `zones`, else UTC
+        self.day_key = day_key  # compiled rules and day zones, for the day context
+        # Every ledger counts calendar days: the checks depend on the local date only.
+        self.calendar_only = all(spec.calendar for spec in template.ledgers)
+        # Most decisions on a debtor fall on the same local dates as the one before, so what
+        # those dates mean for it is kept here: one comparison instead of a lookup and a dozen
+        # small objects. Replaced whole, so threads sharing the guard see the old or the new.
+        self.today: TodayEntry | None = None
+
+
 def make_plan(
     ruleset: RuleSet,
     request: AttemptRequest,
@@ -445,13 +616,25 @@ def make_plan(
 ) -> Plan:
     """Everything decidable without the ledger, and the ledger checks to run atomically."""
     validate(request, now)
+    prep = cals.build(ruleset, request, resolution)
+    return plan_prepared(ruleset, prep, request, now, cals, max_facts_age)
+
+
+def plan_prepared(
+    ruleset: RuleSet,
+    prep: Prepared,
+    request: AttemptRequest,
+    now: datetime,
+    cals: EngineCache,
+    max_facts_age: timedelta | None,
+) -> Plan:
+    """`make_plan` for a request already validated and prepared: the clock-dependent part."""
     now = now.astimezone(UTC)
     now_us = to_us(now)
-    tpl = cals.template(ruleset, request)
+    tpl = prep.template
     comp = tpl.compiled
-    zone_names, static = effective_zones(ruleset, resolution)
+    static = list(prep.zone_reasons)
     final = bool(static)
-    tz = cals.zone_infos(zone_names)
     if max_facts_age is not None and request.facts_as_of is not None:
         age = now - request.facts_as_of
         if age > max_facts_age:
@@ -467,78 +650,115 @@ def make_plan(
         static.append(tpl.third_party_reason)
         final = True
 
-    # Local readings of the dial moment, computed now from the zone rules (DST included).
-    if tz:
-        locals_now = [now.astimezone(z) for z in tz]
-        ch = request.channel
+    # Local readings of the dial moment, computed now from the zone rules (DST included);
+    # only what the local dates mean (spans, window starts) comes from a cache.
+    zones = prep.day_zones
+    if len(zones) == 1:
+        locals_now: Sequence[datetime] = (now.astimezone(zones[0]),)
+        dates: tuple[date, ...] = (locals_now[0].date(),)
+    else:
+        locals_now = [now.astimezone(z) for z in zones]
+        dates = tuple([local.date() for local in locals_now])
+    seen = prep.today
+    if seen is not None and seen[0] == dates:
+        _, day, checks = seen
+    else:
+        day = cals.day(prep, dates)
+        checks = _ledger_checks(tpl, day.starts, now_us) if prep.calendar_only else None
+        prep.today = (dates, day, checks)
+    if checks is None:
+        checks = _ledger_checks(tpl, day.starts, now_us)
+    if prep.zones:
         end_t = now + comp.ring
-        ends: list[datetime | None] = [None] * len(tz)  # local wall of the ring's end, lazily
-        for wi, rule in enumerate(comp.windows):
-            closed = []
-            for zi, z in enumerate(tz):
-                local = locals_now[zi]
-                minute = local.hour * 60 + local.minute
-                inside = False
-                for start, stop, end_wall in cals.day_spans(comp, ch, wi, z, local.date()):
-                    if start <= minute < stop:
-                        end = ends[zi]
-                        if end is None:
-                            end = ends[zi] = end_t.astimezone(z).replace(tzinfo=None)
-                        if end <= end_wall:
-                            inside = True
-                            break
-                if not inside:
-                    closed.append((z, local))
-            if closed:
-                where = ", ".join(f"{local:%a %H:%M} in {z.key}" for z, local in closed)
-                static.append(Reason(rule.id, f"{rule.message} ({where})", rule.citation))
+        if not _all_open(day.all_open, zones, locals_now, end_t):
+            _closed_windows(comp, end_t, zones, locals_now, day, static)
         prefs = request.preferences
         if prefs.not_before or prefs.not_after or prefs.no_weekdays:
-            closed_p = [z for z in tz if not preference_open(request, now, z, comp.ring)]
+            closed_p = [z for z in zones if not preference_open(request, now, z, comp.ring)]
             if closed_p:
                 where = ", ".join(f"{now.astimezone(z):%a %H:%M} in {z.key}" for z in closed_p)
                 static.append(
                     Reason("debtor-preference", f"outside the times the debtor accepts ({where})")
                 )
-    else:
-        # Without a zone the attempt is already denied; ledgers are still named (history
-        # import), counted from UTC days.
-        tz = (UTC_ZONE,)
-        locals_now = [now]
-    starts: dict[int, int] = {}  # calendar look-back in days -> window start (us)
-    checks = []
-    for spec in tpl.ledgers:
-        days = spec.days
-        if not spec.calendar:
-            start = now_us - days * DAY_US + 1
-        else:
-            hit = starts.get(days)
-            if hit is None:
-                back = timedelta(days=days - 1)
-                if len(tz) == 1:
-                    first = cals.day_start(locals_now[0].date() - back, tz[0])
-                else:
-                    first = min(
-                        cals.day_start(local.date() - back, z)
-                        for local, z in zip(locals_now, tz, strict=True)
-                    )
-                hit = starts[days] = to_us(first)
-            start = hit
-        checks.append(LedgerCheck(spec.key, spec.limit, start, spec.record, spec.counts))
     return Plan(
         request,
         now,
         ruleset,
-        zone_names,
+        prep.zone_names,
         tuple(static),
         final,
-        tuple(checks),
+        checks,
         tpl.infos,
         tpl.flag_checks,
         tpl.conversation_keys,
         comp,
         now_us,
     )
+
+
+def _ledger_checks(tpl: Template, starts: dict[int, int], now_us: int) -> tuple[LedgerCheck, ...]:
+    """The template's ledgers with their window starts at `now_us` on the day of `starts`."""
+    return tuple(
+        [
+            LedgerCheck(
+                spec.key,
+                spec.limit,
+                starts[spec.days] if spec.calendar else now_us - spec.days * DAY_US + 1,
+                spec.record,
+                spec.counts,
+            )
+            for spec in tpl.ledgers
+        ]
+    )
+
+
+def _all_open(
+    all_open: tuple[DaySpans, ...],
+    zones: tuple[ZoneInfo, ...],
+    locals_now: Sequence[datetime],
+    end_t: datetime,
+) -> bool:
+    """Every window open in every zone, with time to ring (the common case, tested first)."""
+    for zi, spans in enumerate(all_open):
+        local = locals_now[zi]
+        minute = local.hour * 60 + local.minute
+        for start, stop, end_wall in spans:
+            # Same tzinfo on both sides: compared as local wall clocks (see `_intersect`).
+            if start <= minute < stop and end_t.astimezone(end_wall.tzinfo) <= end_wall:
+                break
+        else:
+            return False
+    return True
+
+
+def _closed_windows(
+    comp: Compiled,
+    end_t: datetime,
+    zones: tuple[ZoneInfo, ...],
+    locals_now: Sequence[datetime],
+    day: DayContext,
+    out: list[Reason],
+) -> None:
+    """Add a reason for each window closed in some zone: outside its spans, or with no time
+    left to ring before the span ends (`end_t` is the dial moment plus the ring time)."""
+    ends: list[datetime | None] = [None] * len(zones)  # local wall of the ring's end, lazily
+    for rule, per_zone in zip(comp.windows, day.spans, strict=True):
+        closed = []
+        for zi, spans in enumerate(per_zone):
+            local = locals_now[zi]
+            minute = local.hour * 60 + local.minute
+            for start, stop, end_wall in spans:
+                if start <= minute < stop:
+                    end = ends[zi]
+                    if end is None:
+                        end = ends[zi] = end_t.astimezone(zones[zi]).replace(tzinfo=None)
+                    if end <= end_wall:
+                        break
+            else:
+                closed.append((zones[zi], local))
+        if closed:
+            where = ", ".join(f"{local:%a %H:%M} in {z.key}" for z, local in closed)
+            out.append(Reason(rule.id, f"{rule.message} ({where})", rule.citation))
 
 
 def _scope_values(scope: Scope, request: AttemptRequest) -> list[tuple[str, str]]:
@@ -697,6 +917,7 @@ def _passes(plan: Plan, observation: Observation) -> bool:
         if seen.count >= check.limit:
             return False
     for fc, present in zip(plan.flag_checks, observation.flags, strict=True):
-        if present & fc.blocking or not fc.required <= present:
+        # `present & fc.blocking` without building the intersection (usually nothing is set)
+        if (present and not present.isdisjoint(fc.blocking)) or not fc.required <= present:
             return False
     return True

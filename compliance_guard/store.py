@@ -122,18 +122,50 @@ def grants(
         if c.count >= chk.limit:
             return False
     for present, fc in zip(flags, call.flag_checks, strict=True):
-        if present & fc.blocking or not fc.required <= present:
+        # `present & fc.blocking` without building the intersection (usually nothing is set)
+        if (present and not present.isdisjoint(fc.blocking)) or not fc.required <= present:
             return False
     return True
 
 
-@dataclass(slots=True)
+class _Ledger:
+    """One ledger's entries, oldest first, as two parallel lists (times, members).
+
+    Parallel lists rather than (time, member) pairs: the window bisects plain integers, and an
+    entry costs no tuple of its own. Entries of the same time may be in any order: a count and
+    its pivot time do not depend on it.
+    """
+
+    __slots__ = ("members", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.members: list[str] = []
+
+
 class _Held:
-    keys: dict[str, frozenset[str]]
-    conversation_keys: tuple[str, ...]
-    member: str
-    at_us: int
-    state: str = "pending"
+    """A granted reservation: the ledgers it was written to, until its outcome is known."""
+
+    __slots__ = ("at_us", "checks", "conversation_keys", "member", "state")
+
+    def __init__(
+        self,
+        checks: tuple[LedgerCheck, ...],
+        conversation_keys: tuple[str, ...],
+        member: str,
+        at_us: int,
+    ) -> None:
+        # The checks of the call (shared with the plan, so nothing is copied per reservation);
+        # those with `record` set are the ledgers written.
+        self.checks = checks
+        self.conversation_keys = conversation_keys
+        self.member = member
+        self.at_us = at_us
+        self.state = "pending"
+
+    def written(self) -> dict[str, frozenset[str]]:
+        """Each ledger written, with the outcomes that keep the entry there."""
+        return {c.key: c.counts for c in self.checks if c.record}
 
 
 class MemoryStore:
@@ -141,74 +173,115 @@ class MemoryStore:
 
     def __init__(self, retention_us: int = 40 * 86_400_000_000) -> None:
         self._lock = threading.Lock()
-        self._ledgers: dict[str, list[tuple[int, str]]] = {}
+        self._ledgers: dict[str, _Ledger] = {}
         self._flags: dict[str, set[str]] = {}
         self._held: dict[str, _Held] = {}
         self._retention_us = retention_us
 
-    def _count(self, key: str, start_us: int, limit: int) -> LedgerCount:
-        rows = self._ledgers.get(key)
-        if not rows:
-            return _UNDER[0]
-        total = len(rows)
-        n = total - bisect.bisect_left(rows, (start_us, ""))
-        if n < limit:
-            return under_limit(n)
-        return LedgerCount(n, rows[total - limit][0])
-
     def _insert(self, key: str, at_us: int, member: str) -> None:
-        rows = self._ledgers.get(key)
-        if rows is None:
-            self._ledgers[key] = [(at_us, member)]
-            return
-        bisect.insort(rows, (at_us, member))
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            ledger = self._ledgers[key] = _Ledger()
+        times = ledger.times
+        if not times or times[-1] <= at_us:
+            times.append(at_us)  # the usual case: time moves forward
+            ledger.members.append(member)
+        else:
+            i = bisect.bisect_right(times, at_us)
+            times.insert(i, at_us)
+            ledger.members.insert(i, member)
         # Forget what no rule can look back to, so memory stays bounded.
-        horizon = rows[-1][0] - self._retention_us
-        if rows[0][0] < horizon:
-            del rows[: bisect.bisect_left(rows, (horizon, ""))]
+        horizon = times[-1] - self._retention_us
+        if times[0] < horizon:
+            cut = bisect.bisect_left(times, horizon)
+            del times[:cut]
+            del ledger.members[:cut]
 
     def reserve(self, call: ReserveCall) -> Observation:
         with self._lock:
             return self._reserve(call)
 
     def _reserve(self, call: ReserveCall) -> Observation:
-        count = self._count
-        counts = tuple([count(c.key, c.window_start_us, c.limit) for c in call.checks])
-        get = self._flags.get
-        flags = tuple([frozenset(get(f.target) or NO_FLAGS) for f in call.flag_checks])
-        ok = grants(call, counts, flags)
-        r = call.reservation
-        if ok and r is not None:
-            held = _Held({}, r.conversation_keys, r.reservation_id, r.at_us)
-            for c in call.checks:
-                if c.record:
-                    self._insert(c.key, r.at_us, r.reservation_id)
-                    held.keys[c.key] = c.counts
-            self._held[r.reservation_id] = held
-            if len(self._held) % 10_000 == 0:
-                # Reservations older than any window can no longer change a count.
-                horizon = r.at_us - self._retention_us
-                for rid in [k for k, h in self._held.items() if h.at_us < horizon]:
-                    del self._held[rid]
+        counts, counts_pass = self._counts(call.checks)
+        flags, flags_pass = self._flags_seen(call.flag_checks)
+        # What `grants` decides, from the passes just made.
+        ok = counts_pass and flags_pass and call.reservation is not None
+        if ok and call.reservation is not None:
+            self._grant(call.checks, call.reservation)
         return Observation(counts, flags, ok)
+
+    def _counts(self, checks: Sequence[LedgerCheck]) -> tuple[tuple[LedgerCount, ...], bool]:
+        """Each ledger's count in its window, and whether every one is under its limit."""
+        ledgers = self._ledgers
+        counts = []
+        passed = True
+        for c in checks:
+            ledger = ledgers.get(c.key)
+            times = ledger.times if ledger is not None else None
+            if not times:
+                counts.append(_UNDER[0])
+                passed = passed and c.limit > 0
+                continue
+            total = len(times)
+            n = total - bisect.bisect_left(times, c.window_start_us)
+            if n < c.limit:
+                counts.append(under_limit(n))
+            else:
+                counts.append(LedgerCount(n, times[total - c.limit]))
+                passed = False
+        return tuple(counts), passed
+
+    def _flags_seen(
+        self, flag_checks: Sequence[FlagCheck]
+    ) -> tuple[tuple[frozenset[str], ...], bool]:
+        """The flags on each target, and whether none blocks and none required is missing."""
+        get = self._flags.get
+        seen = []
+        passed = True
+        for f in flag_checks:
+            present = get(f.target)
+            if present:
+                flags = frozenset(present)
+                # `flags & f.blocking` without building the intersection
+                passed = passed and flags.isdisjoint(f.blocking)
+            else:
+                flags = NO_FLAGS  # the usual case: nothing set, nothing to copy
+            seen.append(flags)
+            passed = passed and f.required <= flags
+        return tuple(seen), passed
+
+    def _grant(self, checks: tuple[LedgerCheck, ...], r: NewReservation) -> None:
+        for c in checks:
+            if c.record:
+                self._insert(c.key, r.at_us, r.reservation_id)
+        self._held[r.reservation_id] = _Held(checks, r.conversation_keys, r.reservation_id, r.at_us)
+        if len(self._held) % 10_000 == 0:
+            # Reservations older than any window can no longer change a count.
+            horizon = r.at_us - self._retention_us
+            for rid in [k for k, h in self._held.items() if h.at_us < horizon]:
+                del self._held[rid]
 
     def reserve_many(self, calls: Sequence[ReserveCall]) -> list[Observation]:
         with self._lock:
             return [self._reserve(c) for c in calls]
 
     def _remove(self, key: str, member: str) -> None:
-        rows = self._ledgers.get(key, [])
-        for i, (_, m) in enumerate(rows):
-            if m == member:
-                del rows[i]
-                return
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            return
+        try:
+            i = ledger.members.index(member)
+        except ValueError:
+            return
+        del ledger.times[i]
+        del ledger.members[i]
 
     def release(self, reservation_id: str) -> bool:
         with self._lock:
             held = self._held.get(reservation_id)
             if held is None or held.state != "pending":
                 return False
-            for key in held.keys:
+            for key in held.written():
                 self._remove(key, held.member)
             held.state = "released"
             return True
@@ -220,7 +293,7 @@ class MemoryStore:
                 raise UnknownReservation(f"no reservation {reservation_id!r}")
             if held.state != "pending":
                 raise ReservationClosed(f"reservation {reservation_id!r} is {held.state}")
-            for key, counted in held.keys.items():
+            for key, counted in held.written().items():
                 if outcome not in counted:
                     self._remove(key, held.member)
             if outcome == "conversation":
@@ -251,7 +324,8 @@ class MemoryStore:
 
     def entries(self, key: str) -> list[int]:
         with self._lock:
-            return [t for t, _ in self._ledgers.get(key, [])]
+            ledger = self._ledgers.get(key)
+            return list(ledger.times) if ledger is not None else []
 
     def close(self) -> None:
         pass

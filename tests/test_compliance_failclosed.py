@@ -13,7 +13,7 @@ from compliance_guard.rules import load_preset, load_ruleset, load_ruleset_file
 from compliance_guard.service import Guard, RuleBook
 from compliance_guard.store import MemoryStore
 from compliance_guard.store_redis import RedisStore
-from compliance_guard.store_sql import SqlStore
+from compliance_guard.store_sql import PG_DROP_RESERVE_FUNCTION, SqlStore, metadata
 from tests.compliance_cases.helpers import guard, ny, request
 
 NOON = ny(2026, 3, 2, 12, 0)
@@ -131,3 +131,21 @@ def test_custom_rule_set_extends_a_preset_and_tightens_it(tmp_path) -> None:  # 
     assert g.check(request(), memorial_day).reasons[0].rule == "office-hours"
     assert g.check(request(), memorial_day).next_allowed_at == ny(2026, 5, 26, 9, 0)
     assert {c.id for c in rs.caps} == {"regf-7-in-7"}  # inherited
+
+
+@pytest.mark.postgres
+def test_database_without_the_reserve_function_denies_and_says_to_upgrade(
+    postgres_url: str,
+) -> None:
+    engine = sa.create_engine(postgres_url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(PG_DROP_RESERVE_FUNCTION)  # a database left at migration 0003
+    store = SqlStore(engine)
+    try:
+        d = guard("us-regf", store).check_and_reserve(request(), NOON)
+        assert not d.allowed and d.reasons[0].rule == "backend-unavailable"
+        assert "dialer db upgrade" in d.reasons[0].message
+        assert store.ledger_keys() == []
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ from compliance_guard.errors import ReservationClosed, UnknownReservation
 from compliance_guard.models import Flag, FlagScope, Outcome
 from compliance_guard.store import ComplianceStore, MemoryStore
 from compliance_guard.store_redis import RedisStore
-from compliance_guard.store_sql import SqlStore, metadata
+from compliance_guard.store_sql import SqlStore, flag, metadata
 from tests.compliance_cases.helpers import NY_HOME, guard, ny, request
 
 
@@ -126,3 +126,38 @@ class TestRedisStore(StoreContract):
         s = RedisStore(redis_url, prefix=redis_prefix)
         yield s
         s.close()
+
+
+@pytest.mark.postgres
+def test_postgres_store_hands_its_connection_back_in_the_commit_mode_it_found(
+    postgres_url: str,
+) -> None:
+    # The store switches its pooled connection to autocommit for compliance_reserve; the next
+    # user of that connection must still get transactions that roll back.
+    engine = sa.create_engine(postgres_url, pool_size=1, max_overflow=0)
+    metadata.create_all(engine)
+    store = SqlStore(engine)
+    g = guard("us-regf", store)
+    try:
+        assert g.check_and_reserve(request(), ny(2026, 3, 2, 9, 0)).allowed
+        with engine.connect() as conn:
+            conn.execute(sa.insert(flag).values(target="t", flag="f", set_us=1))
+            conn.rollback()
+        assert store.flags("t") == frozenset()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_non_durable_reservations_skip_only_the_wait_for_the_flush(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url)
+    metadata.create_all(engine)
+    call = "SELECT count(*) FROM compliance_reserve('[\"k\"]', '[]', '[]', false, 0, '', '', {})"
+    try:
+        for async_commit, expected in (("true", "off"), ("false", "on")):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(call.format(async_commit))
+                setting = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+            assert setting == expected
+    finally:
+        engine.dispose()

@@ -33,8 +33,11 @@ class CountingGate:
         self.granted: set[str] = set()
         self.released: set[str] = set()
         self.denied = 0
+        self.prepared: set[int] = set()  # phone ids handed over at hopper load
+        self.unprepared_reservations = 0
 
     def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
+        self.unprepared_reservations += sum(c.phone_id not in self.prepared for c in candidates)
         decisions = self.inner.reserve_many(candidates, now)
         for decision in decisions:
             if decision.allowed:
@@ -43,6 +46,10 @@ class CountingGate:
             else:
                 self.denied += 1
         return decisions
+
+    def prepare(self, candidates: list[DialCandidate], now: datetime) -> None:
+        self.prepared.update(c.phone_id for c in candidates)
+        self.inner.prepare(candidates, now)
 
     def release(self, reservation_id: str, now: datetime) -> None:
         self.released.add(reservation_id)
@@ -105,6 +112,8 @@ async def test_every_originate_holds_a_granted_reservation(tmp_path: Path) -> No
             talked[debt_id] = dialed_at
     assert talked, "no conversation happened: the rule was never exercised"
     assert gate.denied > 0
+    # Every number was classified when the hopper loaded it, before its first reservation.
+    assert gate.unprepared_reservations == 0
 
 
 async def test_dialer_dials_nobody_when_the_guard_cannot_reach_its_ledger(tmp_path: Path) -> None:

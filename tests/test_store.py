@@ -201,3 +201,32 @@ def test_nodes_starting_together_all_open_the_store_and_migrate_once(database_ur
         assert _tables(store) == TABLES
     finally:
         store.close()
+
+
+def _reserve_function(engine: sa.Engine) -> tuple[str, str, str] | None:
+    """compliance_reserve's arguments, result and source as the server has them."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT pg_get_function_arguments(oid), pg_get_function_result(oid), prosrc "
+                "FROM pg_proc WHERE proname = 'compliance_reserve' "
+                "AND pronamespace = current_schema()::regnamespace"
+            )
+        ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+@pytest.mark.postgres
+def test_migration_0004_creates_the_reserve_function_the_guard_defines(postgres_url: str) -> None:
+    # The migration holds a frozen copy; replacing it by the guard's own must change nothing.
+    store = open_store(postgres_url)
+    try:
+        migrated = _reserve_function(store.engine)
+        assert migrated is not None
+        compliance_metadata.create_all(store.engine)
+        assert _reserve_function(store.engine) == migrated
+        downgrade(store.engine, "0003")
+        assert _reserve_function(store.engine) is None
+        assert _tables(store) == TABLES
+    finally:
+        store.close()
