@@ -80,6 +80,10 @@ class AttemptGate(Protocol):
         """One decision per candidate, in order, each as if the earlier ones were granted."""
         ...
 
+    def prepare(self, candidates: list[repo.DialCandidate], now: datetime) -> None:
+        """Candidates loaded into the hopper: work that can be done before their dial."""
+        ...
+
     def release(self, reservation_id: str, now: datetime) -> None: ...
 
     def record_outcome(
@@ -169,6 +173,9 @@ class GateThread:
     ) -> list[GateDecision]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self.gate.reserve_many, candidates, now)
+
+    def prepare(self, candidates: list[repo.DialCandidate], now: datetime) -> None:
+        self._later(self.gate.prepare, candidates, now)
 
     def release(self, reservation_id: str, now: datetime) -> None:
         self._later(self.gate.release, reservation_id, now)
@@ -671,6 +678,9 @@ class CampaignEngine:
             )
             if not batch:
                 self._hopper_exhausted = True
+            else:
+                # Queued ahead of this tick's reservations on the gate's thread.
+                self._gate_thread.prepare(batch, self._now_dt())
             self._hopper.extend(batch)
         while self._hopper:
             candidate = self._hopper.popleft()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -53,13 +54,22 @@ class ComplianceGate:
         self.tenant = tenant
         self.campaign_id = campaign_id
 
-    def _request(self, candidate: DialCandidate, now: datetime) -> AttemptRequest:
-        with self.store.begin() as conn:
-            address = conn.execute(
-                select(Address.postal_code, Address.country, Address.region)
-                .where(Address.debtor_id == candidate.debtor_id)
-                .limit(1)
-            ).first()
+    def _requests(self, candidates: list[DialCandidate], now: datetime) -> list[AttemptRequest]:
+        """The guard's requests, with each debtor's first address read in one query."""
+        debtor_ids = {c.debtor_id for c in candidates}
+        addresses: dict[int, Any] = {}
+        if debtor_ids:
+            with self.store.begin() as conn:
+                rows = conn.execute(
+                    select(Address.debtor_id, Address.postal_code, Address.country, Address.region)
+                    .where(Address.debtor_id.in_(debtor_ids))
+                    .order_by(Address.id)
+                ).all()
+            for row in rows:
+                addresses.setdefault(row.debtor_id, row)
+        return [self._request(c, addresses.get(c.debtor_id), now) for c in candidates]
+
+    def _request(self, candidate: DialCandidate, address: Any, now: datetime) -> AttemptRequest:
         try:
             phone_type = PhoneType(candidate.phone_type)
         except ValueError:
@@ -79,8 +89,12 @@ class ComplianceGate:
             facts_as_of=now,
         )
 
+    def prepare(self, candidates: list[DialCandidate], now: datetime) -> None:
+        """Numbers about to be dialled (a hopper load): classify them now, off the dial path."""
+        self.guard.prepare(self._requests(candidates, now))
+
     def reserve_many(self, candidates: list[DialCandidate], now: datetime) -> list[GateDecision]:
-        requests = [self._request(c, now) for c in candidates]
+        requests = self._requests(candidates, now)
         return [self._decision(d) for d in self.guard.check_and_reserve_many(requests, now)]
 
     @staticmethod
@@ -151,6 +165,9 @@ class UnguardedGate:
             self._next += 1
             decisions.append(GateDecision(True, reservation_id=f"r{self._next}"))
         return decisions
+
+    def prepare(self, candidates: list[DialCandidate], now: datetime) -> None:
+        return None
 
     def release(self, reservation_id: str, now: datetime) -> None:
         self.released.append(reservation_id)
