@@ -112,6 +112,16 @@ class RuleSet:
     def label(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def lookback_days(self) -> int:
+        """The most days any of its rules looks back, plus one: a window of N local calendar
+        days starts up to a day earlier in UTC. A ledger must keep at least this much."""
+        longest = max(
+            [c.window_days for c in self.caps] + [c.days for c in self.conversations],
+            default=0,
+        )
+        return longest + 1
+
 
 def _fmt_span(s: Span) -> str:
     return f"{s.start // 60:02d}:{s.start % 60:02d}-{s.end // 60:02d}:{s.end % 60:02d}"

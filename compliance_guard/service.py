@@ -163,6 +163,14 @@ class Guard:
         max_facts_age: timedelta | None = timedelta(hours=24),
         cache_size: int = 100_000,
     ) -> None:
+        for ruleset in rulebook.rulesets.values():
+            if ruleset.lookback_days > store.retention_days:
+                # Entries forgotten too early would let a cap or a conversation period pass.
+                raise ValueError(
+                    f"rule set {ruleset.label} looks back {ruleset.lookback_days} days but the "
+                    f"ledger keeps {store.retention_days}: give the store retention_days="
+                    f"{ruleset.lookback_days} or more"
+                )
         self.store = store
         self.rulebook = rulebook
         self.audit: AuditSink = audit if audit is not None else MemoryAudit()

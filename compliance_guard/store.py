@@ -99,6 +99,15 @@ class ComplianceStore(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def retention_days(self) -> int:
+        """How long ledger entries are kept: the guard refuses rules that look back further."""
+        ...
+
+
+# Every preset looks back at most 30 days; 40 leaves room for custom rules and time zones.
+DEFAULT_RETENTION_DAYS = 40
+
 
 def count_and_pivot(times: Sequence[int], limit: int) -> LedgerCount:
     """Times already restricted to the window, oldest first."""
@@ -171,12 +180,13 @@ class _Held:
 class MemoryStore:
     """Single-process ledger: sorted lists under one lock. The embedded default."""
 
-    def __init__(self, retention_us: int = 40 * 86_400_000_000) -> None:
+    def __init__(self, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
+        self.retention_days = retention_days
         self._lock = threading.Lock()
         self._ledgers: dict[str, _Ledger] = {}
         self._flags: dict[str, set[str]] = {}
         self._held: dict[str, _Held] = {}
-        self._retention_us = retention_us
+        self._retention_us = retention_days * 86_400_000_000
 
     def _insert(self, key: str, at_us: int, member: str) -> None:
         ledger = self._ledgers.get(key)

@@ -9,7 +9,14 @@ from typing import Any
 import redis
 
 from compliance_guard.errors import ReservationClosed, StoreUnavailable, UnknownReservation
-from compliance_guard.store import NO_FLAGS, LedgerCount, Observation, ReserveCall, under_limit
+from compliance_guard.store import (
+    DEFAULT_RETENTION_DAYS,
+    NO_FLAGS,
+    LedgerCount,
+    Observation,
+    ReserveCall,
+    under_limit,
+)
 
 # KEYS: n ledger zsets, m flag sets, the reservation hash.
 # ARGV: member ('' = look only), at_us, ttl_ms, conversation keys ("\n"-joined),
@@ -108,8 +115,9 @@ class RedisStore:
         self,
         client: redis.Redis[Any] | str,
         prefix: str = "compliance:",
-        retention_days: int = 40,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
+        self.retention_days = retention_days
         if isinstance(client, str):
             client = redis.Redis.from_url(client, socket_timeout=2.0, socket_connect_timeout=2.0)
             self._owns = True

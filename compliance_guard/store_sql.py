@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from compliance_guard.errors import ReservationClosed, StoreUnavailable, UnknownReservation
 from compliance_guard.store import (
+    DEFAULT_RETENTION_DAYS,
     NO_FLAGS,
     LedgerCount,
     Observation,
@@ -24,6 +26,9 @@ from compliance_guard.store import (
     grants,
     under_limit,
 )
+
+log = logging.getLogger(__name__)
+_DAY_US = 86_400_000_000
 
 # The guard's own tables; the product's migrations create them from this object.
 metadata = sa.MetaData()
@@ -202,7 +207,13 @@ class SqlStore:
     """Ledger in the product's database. Its tables (and on PostgreSQL its function
     compliance_reserve) must exist: migrations 0003 and 0004, or `create_tables`."""
 
-    def __init__(self, engine: Engine | str, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine | str,
+        *,
+        durable: bool = True,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         """`durable=False` (PostgreSQL only) commits reservations with `synchronous_commit=off`:
         the commit no longer waits for the WAL flush (20 to 40 % of a decision on the
         development machine). The risk: if the database server crashes (not merely the dialer), the last
@@ -215,6 +226,8 @@ class SqlStore:
         self._owns_engine = isinstance(engine, str)
         self._dialect = self.engine.dialect.name
         self._durable = durable
+        self.retention_days = retention_days
+        self._next_prune_us = 0  # the first reservation prunes, then once a day
 
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
@@ -307,12 +320,15 @@ class SqlStore:
 
     def reserve(self, call: ReserveCall) -> Observation:
         if self._dialect == "postgresql":
-            return self._pg_reserve([call])[0]
-        try:
-            with self.engine.begin() as conn:
-                return self._reserve(conn, call)
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(f"{self._dialect}: {type(exc).__name__}") from exc
+            observation = self._pg_reserve([call])[0]
+        else:
+            try:
+                with self.engine.begin() as conn:
+                    observation = self._reserve(conn, call)
+            except _DB_ERRORS as exc:
+                raise StoreUnavailable(f"{self._dialect}: {type(exc).__name__}") from exc
+        self._prune_daily([call])
+        return observation
 
     def reserve_many(self, calls: Sequence[ReserveCall]) -> list[Observation]:
         """PostgreSQL: the whole batch in one transaction and one round trip, decided in order
@@ -321,8 +337,26 @@ class SqlStore:
         if not calls:
             return []
         if self._dialect == "postgresql":
-            return self._pg_reserve(calls)
+            observations = self._pg_reserve(calls)
+            self._prune_daily(calls)
+            return observations
         return [self.reserve(c) for c in calls]
+
+    def _prune_daily(self, calls: Sequence[ReserveCall]) -> None:
+        """Once a day (by the reservations' own clock), forget what no rule looks back to."""
+        now_us = max((c.reservation.at_us for c in calls if c.reservation), default=0)
+        if now_us < self._next_prune_us:
+            return
+        self._next_prune_us = now_us + _DAY_US
+        try:
+            removed = self.prune(now_us - self.retention_days * _DAY_US)
+        except _DB_ERRORS as exc:
+            # The reservation stands; the next day's prune takes what this one left.
+            log.warning("compliance ledger prune failed: %s", type(exc).__name__)
+            return
+        log.info(
+            "compliance ledger: %d entries older than %d days pruned", removed, self.retention_days
+        )
 
     def _pg_reserve(self, calls: Sequence[ReserveCall]) -> list[Observation]:
         if len(calls) == 1:
@@ -505,10 +539,19 @@ class SqlStore:
             return [r[0] for r in conn.execute(sa.select(ledger.c.ledger_key).distinct())]
 
     def prune(self, before_us: int) -> int:
-        """Forget ledger entries older than any rule looks back; call it daily."""
+        """Forget ledger entries and reservations from before `before_us`, and the lock rows of
+        ledgers left empty; returns how many entries went. Reservations do it once a day.
+
+        Deleting a lock row is safe even while another node reserves: it waits for that
+        node's lock, and the next reservation on that ledger makes the row again.
+        """
         with self.engine.begin() as conn:
             n = conn.execute(sa.delete(ledger).where(ledger.c.at_us < before_us)).rowcount
             conn.execute(sa.delete(reservation).where(reservation.c.created_us < before_us))
+            still_used = sa.select(ledger.c.ledger_key).where(
+                ledger.c.ledger_key == lock.c.lock_key
+            )
+            conn.execute(sa.delete(lock).where(~still_used.exists()))
             return int(n)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from compliance_guard.models import AttemptRequest, Decision, PhoneType
 from compliance_guard.models import Outcome as ComplianceOutcome
 from compliance_guard.rules import load_ruleset
 from compliance_guard.service import Guard, RuleBook
-from compliance_guard.store import ComplianceStore, MemoryStore
+from compliance_guard.store import DEFAULT_RETENTION_DAYS, ComplianceStore, MemoryStore
 from dialer.calls.models import Outcome
 from dialer.config import Config
 from dialer.engine import GateDecision
@@ -123,18 +123,22 @@ def build_guard(config: Config, store: Store) -> Guard:
     except Exception as exc:
         raise ConfigError(f"compliance.ruleset: {exc}") from exc
     backend: ComplianceStore
+    # Keep the ledger as long as the rule set looks back (a custom rule may exceed the default).
+    retention = max(DEFAULT_RETENTION_DAYS, ruleset.lookback_days)
     if settings.backend == "memory":
-        backend = MemoryStore()
+        backend = MemoryStore(retention_days=retention)
     elif settings.backend == "sql":
         from compliance_guard.store_sql import SqlStore
 
-        backend = SqlStore(store.engine)
+        backend = SqlStore(store.engine, retention_days=retention)
     elif settings.backend == "redis":
         from compliance_guard.store_redis import RedisStore
 
         if not config.redis_url:
             raise ConfigError("compliance.backend = 'redis' needs redis_url (or REDIS_URL)")
-        backend = RedisStore(config.redis_url, prefix=settings.redis_prefix)
+        backend = RedisStore(
+            config.redis_url, prefix=settings.redis_prefix, retention_days=retention
+        )
     else:
         raise ConfigError(f"compliance.backend: {settings.backend!r} is not memory, sql or redis")
     audit_path = (

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from compliance_guard.errors import ReservationClosed, UnknownReservation
 from compliance_guard.models import Flag, FlagScope, Outcome
+from compliance_guard.rules import RuleSet, parse_ruleset
 from compliance_guard.store import ComplianceStore, MemoryStore
 from compliance_guard.store_redis import RedisStore
-from compliance_guard.store_sql import SqlStore, flag, metadata
+from compliance_guard.store_sql import SqlStore, flag, lock, metadata
 from tests.compliance_cases.helpers import NY_HOME, guard, ny, request
 
 
@@ -159,5 +160,59 @@ def test_non_durable_reservations_skip_only_the_wait_for_the_flush(postgres_url:
                 conn.exec_driver_sql(call.format(async_commit))
                 setting = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
             assert setting == expected
+    finally:
+        engine.dispose()
+
+
+def _quarterly_ruleset() -> RuleSet:
+    """A custom rule set whose cap looks back 90 days: further than the default retention."""
+    return parse_ruleset(
+        {
+            "name": "quarterly",
+            "version": "1",
+            "extends": "us-regf",
+            "caps": [
+                {
+                    "id": "q-10-in-90",
+                    "citation": "house policy",
+                    "message": "10 calls about this debt within 90 days",
+                    "scope": "person_debt",
+                    "limit": 10,
+                    "window_days": 90,
+                    "channels": ["call"],
+                }
+            ],
+        },
+        "quarterly.toml",
+    )
+
+
+def test_guard_refuses_a_ledger_that_forgets_sooner_than_its_rules_look_back() -> None:
+    quarterly = _quarterly_ruleset()
+    assert quarterly.lookback_days == 91
+    with pytest.raises(ValueError, match=r"looks back 91 days but the ledger keeps 40"):
+        guard(quarterly, MemoryStore())
+    assert (
+        guard(quarterly, MemoryStore(retention_days=91))
+        .check_and_reserve(request(), ny(2026, 3, 2, 10, 0))
+        .allowed
+    )
+
+
+def test_sql_ledger_forgets_entries_past_its_retention_once_a_day(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    metadata.create_all(engine)
+    store = SqlStore(engine)
+    try:
+        g = guard("us-regf", store)
+        assert g.check_and_reserve(request(person_id="p-old"), ny(2026, 1, 5, 10, 0)).allowed
+        old_keys = set(store.ledger_keys())
+        later = ny(2026, 1, 5, 10, 0) + timedelta(days=store.retention_days + 5)
+        assert g.check_and_reserve(request(person_id="p-new"), later).allowed
+        keys = store.ledger_keys()
+        assert old_keys and not old_keys & set(keys), "entries past the retention survived"
+        with engine.connect() as conn:
+            locks = conn.execute(sa.select(sa.func.count()).select_from(lock)).scalar_one()
+        assert locks == len(keys)  # the lock rows of emptied ledgers went with them
     finally:
         engine.dispose()
