@@ -171,29 +171,32 @@ def test_stricter_target_is_kept_too_and_still_beats_progressive() -> None:
 # -- the benchmark command ---------------------------------------------------------------------
 
 
-def test_bench_prints_one_json_object_per_algorithm_with_the_issue_fields(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def bench_rows(
+    capsys: pytest.CaptureFixture[str], scenario: Path, toml: str, *argv: str
+) -> list[dict[str, Any]]:
+    """Write `toml` to `scenario`, run `dialer bench pacing --json` on it, parse its lines."""
     import argparse
     import json
 
     from sim import bench_pacing
 
-    path = tmp_path / "tiny.toml"
-    path.write_text(
-        'name = "tiny"\nseed = 5\nduration_s = 900\nagents = 6\nlive_answer_probability = 0.3\n'
-    )
+    scenario.write_text(toml)
     parser = argparse.ArgumentParser()
     bench_pacing.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            *("--scenario", str(path)),
-            *("--algorithm", "progressive", "--algorithm", "ratio"),
-            *("--days", "2", "--json", "--jobs", "1"),
-        ]
-    )
+    args = parser.parse_args(["--scenario", str(scenario), "--json", "--jobs", "1", *argv])
     assert bench_pacing.run(args) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_bench_prints_one_json_object_per_algorithm_with_the_issue_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = bench_rows(
+        capsys,
+        tmp_path / "tiny.toml",
+        'name = "tiny"\nseed = 5\nduration_s = 900\nagents = 6\nlive_answer_probability = 0.3\n',
+        *("--algorithm", "progressive", "--algorithm", "ratio", "--days", "2"),
+    )
     assert [r["algorithm"] for r in rows] == ["progressive", "ratio"]
     for field in [
         "algorithm",
@@ -237,25 +240,14 @@ def test_bench_refuses_a_bad_scenario_naming_it(
 def test_frontier_shows_less_caution_buys_talk_with_abandons(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
-    import json
-
     from sim import bench_pacing
 
-    path = tmp_path / "hour.toml"
-    path.write_text(
-        'name = "hour"\nseed = 8\nduration_s = 3600\nagents = 20\nlive_answer_probability = 0.3\n'
+    rows = bench_rows(
+        capsys,
+        tmp_path / "hour.toml",
+        'name = "hour"\nseed = 8\nduration_s = 3600\nagents = 20\nlive_answer_probability = 0.3\n',
+        *("--algorithm", "predictive", "--frontier", "--days", "1", "--no-best-ratio"),
     )
-    parser = argparse.ArgumentParser()
-    bench_pacing.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            *("--scenario", str(path), "--algorithm", "predictive", "--frontier"),
-            *("--days", "1", "--json", "--jobs", "1", "--no-best-ratio"),
-        ]
-    )
-    assert bench_pacing.run(args) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     curve = {r["safety_factor"]: r for r in rows if "safety_factor" in r}
     assert sorted(curve) == sorted(bench_pacing.FRONTIER_Z)
     careful, reckless = curve[max(curve)], curve[min(curve)]
@@ -267,25 +259,12 @@ def test_frontier_shows_less_caution_buys_talk_with_abandons(
 def test_best_ratio_by_day_keeps_the_days_over_target_the_goal_allows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
-    import json
-
-    from sim import bench_pacing
-
-    path = tmp_path / "tiny.toml"
-    path.write_text(
-        'name = "tiny"\nseed = 5\nduration_s = 1800\nagents = 8\nlive_answer_probability = 0.3\n'
-    )
-    parser = argparse.ArgumentParser()
-    bench_pacing.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            *("--scenario", str(path), "--algorithm", "progressive"),
-            *("--days", "3", "--json", "--jobs", "1", "--best-ratio-by-day"),
-        ]
-    )
-    assert bench_pacing.run(args) == 0
-    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    row = bench_rows(
+        capsys,
+        tmp_path / "tiny.toml",
+        'name = "tiny"\nseed = 5\nduration_s = 1800\nagents = 8\nlive_answer_probability = 0.3\n',
+        *("--algorithm", "progressive", "--days", "3", "--best-ratio-by-day"),
+    )[0]
     by_day, overall = row["best_fixed_ratio_by_day"], row["best_fixed_ratio"]
     assert by_day["days_over_target"] == 0  # 3 days: none may be over
     assert by_day["worst_day_abandon_rate"] <= 0.03

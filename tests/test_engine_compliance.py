@@ -62,8 +62,14 @@ class CountingGate:
         self.inner.record_outcome(reservation_id, outcome, connected, now)
 
 
-def _guarded(rig: Rig, guard: Guard, clock: Callable[[], datetime]) -> CountingGate:
-    gate = CountingGate(
+def _guarded(
+    rig: Rig,
+    guard: Guard,
+    clock: Callable[[], datetime],
+    kind: Callable[[ComplianceGate], CountingGate] = CountingGate,
+) -> CountingGate:
+    """The rig's engine rebuilt to dial behind `guard`, through a gate of `kind`."""
+    gate = kind(
         ComplianceGate(guard, rig.store, tenant="default", campaign_id=rig.engine.campaign_id)
     )
     rig.engine = CampaignEngine(
@@ -195,18 +201,8 @@ async def test_dialer_keeps_handling_calls_while_the_compliance_ledger_is_slow(
 ) -> None:
     rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=20)
     clock = simulated_clock(business_afternoon(), SCALE)
-    guard = _regf_guard(MemoryStore())
-    inner = ComplianceGate(guard, rig.store, tenant="default", campaign_id=rig.engine.campaign_id)
-    gate = SlowLedgerGate(inner)
-    rig.engine = CampaignEngine(
-        rig.config,
-        rig.store,
-        tenant_id=rig.engine.tenant_id,
-        campaign_id=rig.engine.campaign_id,
-        pacer=make_pacer("progressive"),
-        gate=gate,
-        wallclock=clock,
-    )
+    gate = _guarded(rig, _regf_guard(MemoryStore()), clock, SlowLedgerGate)
+    assert isinstance(gate, SlowLedgerGate)
 
     async def heartbeat() -> None:
         while not gate.waiting.is_set():
