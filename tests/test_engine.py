@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -266,3 +267,32 @@ def test_live_calls_keep_per_server_and_per_debtor_counts_as_calls_start_and_end
     calls.pop(3)  # an end reported twice changes nothing
     assert not calls.has_debtor(7) and calls.on_server("pbx-b") == 0
     assert calls.phone_ids() == {80} and len(calls) == 1
+
+
+async def test_dialer_keeps_handling_calls_while_the_database_is_slow_to_commit(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committing, loop_alive = threading.Event(), threading.Event()
+    write_rows = repo.create_attempts
+
+    def slow_commit(store: Store, new: list[repo.NewAttempt]) -> list[int]:
+        if not committing.is_set():
+            committing.set()
+            # Set only by a coroutine of the dialer's event loop: it must run meanwhile.
+            assert loop_alive.wait(10), "the dialer froze while the database committed"
+        return write_rows(store, new)
+
+    monkeypatch.setattr(repo, "create_attempts", slow_commit)
+
+    async def heartbeat() -> None:
+        while not committing.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        loop_alive.set()
+
+    beating = asyncio.create_task(heartbeat())
+    await _run(rig)
+    await asyncio.wait_for(beating, 5)
+    # Every row written, every update applied by the time the run returns.
+    rows = _assert_consistent(rig)
+    assert len(rows) == rig.sim.stats()["originates"]
