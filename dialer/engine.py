@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agi.connect import AnsweredCall, ConnectScript, RouteDecision
 from agi.server import FastAgiServer
@@ -155,84 +155,38 @@ def _decrement(counter: Counter[Any], key: Any) -> None:
         del counter[key]
 
 
-class GateThread:
-    """Every call to the attempt gate, on one thread of its own, in the order made.
+T = TypeVar("T")
 
-    The guard's ledgers sit in a database or in Redis: a tick's check-and-reserve waits on a
-    commit, which must not hold up the AMI events and FastAGI routing of the calls in flight.
-    One thread (not a pool) keeps the gate's calls in order (a release or an outcome after its
-    reservation) and means the gate and its audit chain never see two calls at once.
+
+class SerialWorker:
+    """Work handed to one thread of its own, done in the order it was given.
+
+    For what waits on a commit (the compliance ledgers, the attempt rows), which must not hold
+    up the AMI events and FastAGI routing of the calls in flight, inside the 2 s a live answer
+    may wait. One thread, not a pool: a release or an outcome comes after its reservation, a
+    call's updates come in order, and the work never runs twice at once.
     """
 
-    def __init__(self, gate: AttemptGate) -> None:
-        self.gate = gate
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attempt-gate")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    async def reserve_many(
-        self, candidates: list[repo.DialCandidate], now: datetime
-    ) -> list[GateDecision]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self.gate.reserve_many, candidates, now)
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Do `fn(*args)` on the thread and wait for its result (or its exception)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def prepare(self, candidates: list[repo.DialCandidate], now: datetime) -> None:
-        self._later(self.gate.prepare, candidates, now)
+    def later(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queue `fn(*args)`; a failure is logged, as nobody waits for it."""
+        self._thread.submit(fn, *args).add_done_callback(self._log_failure)
 
-    def release(self, reservation_id: str, now: datetime) -> None:
-        self._later(self.gate.release, reservation_id, now)
-
-    def record_outcome(
-        self, reservation_id: str, outcome: Outcome, connected: bool, now: datetime
-    ) -> None:
-        self._later(self.gate.record_outcome, reservation_id, outcome, connected, now)
-
-    def _later(self, fn: Callable[..., None], *args: Any) -> None:
-        self._thread.submit(fn, *args).add_done_callback(_log_gate_failure)
+    def _log_failure(self, done: Future[object]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            log.error("x %s failed: %s", self.name, exc, exc_info=exc)
 
     async def drain(self) -> None:
-        """Wait until everything handed to the gate is done (releases, outcomes)."""
+        """Wait until everything queued is done; the worker takes nothing more."""
         await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown, True)
-
-
-def _log_gate_failure(done: Future[None]) -> None:
-    exc = done.exception()
-    if exc is not None:
-        log.error("x attempt gate failed: %s", exc, exc_info=exc)
-
-
-class AttemptWriter:
-    """The attempt rows' writes, on one thread of their own, in the order made.
-
-    A durable commit waits for the disk (4 ms on a slow one), and a busy node writes a row per
-    dial and several per call: on the event loop that would hold up AMI events and FastAGI
-    routing, inside the 2 s a live answer may wait. A tick's new rows go in one transaction,
-    awaited (the row must exist before its Originate leaves, for crash recovery); updates are
-    queued, one thread keeping each call's in order. A process killed outright may lose the
-    last milliseconds of queued updates: the restart closes those attempts like any other it
-    finds unfinished.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attempt-rows")
-
-    async def create(self, new: list[repo.NewAttempt]) -> list[int]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, repo.create_attempts, self.store, new)
-
-    def update(self, attempt_id: int, change: repo.AttemptChange) -> None:
-        self._thread.submit(repo.update_attempt, self.store, attempt_id, change).add_done_callback(
-            _log_write_failure
-        )
-
-    async def drain(self) -> None:
-        """Wait until every queued write is in the database."""
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown, True)
-
-
-def _log_write_failure(done: Future[None]) -> None:
-    exc = done.exception()
-    if exc is not None:
-        log.error("x attempt row not written: %s", exc)
 
 
 @dataclass
@@ -283,8 +237,13 @@ class CampaignEngine:
         self.campaign_id = campaign_id
         self.pacer = pacer
         self.gate = gate
-        self._gate_thread = GateThread(gate)
-        self._rows = AttemptWriter(store)
+        # The guard's ledgers and the attempt rows wait on commits: each on a thread of its
+        # own. A tick's reservations and new rows are awaited (an Originate leaves only with
+        # both); releases, outcomes and updates are queued. A process killed outright may lose
+        # the last milliseconds of queued updates: the restart closes those attempts like any
+        # other it finds unfinished.
+        self._gate_worker = SerialWorker("attempt-gate")
+        self._row_worker = SerialWorker("attempt-rows")
         self.clock = clock
         self.wallclock = wallclock
         self.rng = rng or random.Random()
@@ -397,8 +356,8 @@ class CampaignEngine:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.agi.close()
-            await self._rows.drain()
-            await self._gate_thread.drain()
+            await self._row_worker.drain()
+            await self._gate_worker.drain()
 
     def _stop_started(self) -> float:
         if self._stop_at is None:
@@ -669,7 +628,7 @@ class CampaignEngine:
         now_dt = self._now_dt()
         # The whole tick in one round trip to the guard (one transaction on SQL, a pipeline on
         # Redis), each decided as if the earlier ones were granted first.
-        decisions = await self._gate_thread.reserve_many(picked, now_dt)
+        decisions = await self._gate_worker.run(self.gate.reserve_many, picked, now_dt)
         granted = []
         for candidate, decision in zip(picked, decisions, strict=True):
             if decision.allowed:
@@ -721,7 +680,7 @@ class CampaignEngine:
                 self._hopper_exhausted = True
             else:
                 # Queued ahead of this tick's reservations on the gate's thread.
-                self._gate_thread.prepare(batch, self._now_dt())
+                self._gate_worker.later(self.gate.prepare, batch, self._now_dt())
             self._hopper.extend(batch)
         while self._hopper:
             candidate = self._hopper.popleft()
@@ -757,7 +716,7 @@ class CampaignEngine:
             server = self._pick_server(planned)
             if server is None:
                 if decision.reservation_id is not None:
-                    self._gate_thread.release(decision.reservation_id, now_dt)
+                    self._gate_worker.later(self.gate.release, decision.reservation_id, now_dt)
                 self._hopper.appendleft(candidate)
                 continue
             planned[server.name] += 1
@@ -766,7 +725,9 @@ class CampaignEngine:
             )
         if not going:
             return
-        attempt_ids = await self._rows.create(
+        attempt_ids = await self._row_worker.run(
+            repo.create_attempts,
+            self.store,
             [
                 repo.NewAttempt(
                     tenant_id=self.tenant_id,
@@ -780,7 +741,7 @@ class CampaignEngine:
                     dialed_at=now_dt,
                 )
                 for candidate, _, server, uid in going
-            ]
+            ],
         )
         for (candidate, decision, server, uid), attempt_id in zip(going, attempt_ids, strict=True):
             call = Call(attempt_id, uid, server.name, self.clock(), self._abandon_window())
@@ -845,7 +806,7 @@ class CampaignEngine:
         """The Originate never left for Asterisk: give the reservation back, close the row."""
         self.stats.originate_errors += 1
         if live.reservation_id is not None:
-            self._gate_thread.release(live.reservation_id, self._now_dt())
+            self._gate_worker.later(self.gate.release, live.reservation_id, self._now_dt())
             live.reservation_id = None
         if live.call.state is not CallState.ENDED:
             self._apply_effects(live, [end_call(live.call, self.clock(), Outcome.FAILED)])
@@ -867,7 +828,9 @@ class CampaignEngine:
         for effect in effects:
             at = self._now_dt()
             if isinstance(effect, Answered):
-                self._rows.update(
+                self._row_worker.later(
+                    repo.update_attempt,
+                    self.store,
                     call.attempt_id,
                     repo.AttemptChange(
                         status=AttemptStatus.ANSWERED, answered_at=at, channel=call.channel
@@ -876,7 +839,9 @@ class CampaignEngine:
             elif isinstance(effect, Connected):
                 if call.agent_id:
                     self.agents.start_call(call.agent_id, effect.at)
-                self._rows.update(
+                self._row_worker.later(
+                    repo.update_attempt,
+                    self.store,
                     call.attempt_id,
                     repo.AttemptChange(
                         status=AttemptStatus.CONNECTED, connected_at=at, agent_id=call.agent_id
@@ -895,7 +860,9 @@ class CampaignEngine:
         self.stats.outcomes[effect.outcome.value] = (
             self.stats.outcomes.get(effect.outcome.value, 0) + 1
         )
-        self._rows.update(
+        self._row_worker.later(
+            repo.update_attempt,
+            self.store,
             call.attempt_id,
             repo.AttemptChange(
                 status=AttemptStatus.ENDED,
@@ -910,8 +877,12 @@ class CampaignEngine:
             ),
         )
         if live.reservation_id is not None:
-            self._gate_thread.record_outcome(
-                live.reservation_id, effect.outcome, call.connected_at is not None, at
+            self._gate_worker.later(
+                self.gate.record_outcome,
+                live.reservation_id,
+                effect.outcome,
+                call.connected_at is not None,
+                at,
             )
         if call.agent_id and self.agents.end_call(call.agent_id, effect.at):
             agent_id = call.agent_id
