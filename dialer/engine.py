@@ -522,14 +522,16 @@ class CampaignEngine:
             self._save_pacing()
 
     def _save_pacing(self) -> None:
+        """Queue the pacer's statistics for the database (a failure is logged: losing a
+        snapshot costs a cold start later, never a call)."""
         self._snapshot_saved_at = self.clock()
-        try:
-            campaigns.save_pacing_snapshot(
-                self.store, self.campaign_id, self.tenant_id, self.pacer.to_json()
-            )
-        except Exception:
-            # Losing a snapshot costs a cold start later, never a call: log and go on.
-            log.exception("x campaign %s: pacing snapshot not saved", self.campaign_id)
+        self._row_worker.later(
+            campaigns.save_pacing_snapshot,
+            self.store,
+            self.campaign_id,
+            self.tenant_id,
+            self.pacer.to_json(),
+        )
 
     # ----- crash recovery -----
 
