@@ -120,7 +120,10 @@ async def test_killed_dialer_restarts_with_every_attempt_consistent(
     assert [r for r in rows if r.status != "ended"] == []
     assert all(r.outcome for r in rows)
     assert [p for p, n in Counter(r.phone_id for r in rows).items() if n > 1] == []
-    assert sim.stats()["originates"] == len(rows)
+    # Every Originate has its row. A row may lack its Originate: the kill can land between a
+    # tick's commit of its rows and the sending of their Originates; the restart closes those
+    # rows, never dials them again.
+    assert sim.stats()["originates"] <= len(rows)
     summary = json.loads(out.decode().strip().splitlines()[-1])
     assert summary["attempts"] == len(rows)
     # The compliance ledger lives in the same database by default: it survived the kill.
