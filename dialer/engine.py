@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import secrets
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
@@ -189,6 +190,32 @@ class SerialWorker:
         await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown, True)
 
 
+class AttemptUpdates:
+    """Attempt row updates, coalesced on a worker: whatever was queued while the last commit
+    ran goes in the next one, in order. A busy node then pays one durable commit per batch of
+    call events, not one per event (4 ms each on a slow disk)."""
+
+    def __init__(self, store: Store, worker: SerialWorker) -> None:
+        self._store = store
+        self._worker = worker
+        self._lock = threading.Lock()  # the loop adds, the worker takes
+        self._pending: list[tuple[int, repo.AttemptChange]] = []
+
+    def add(self, attempt_id: int, change: repo.AttemptChange) -> None:
+        with self._lock:
+            self._pending.append((attempt_id, change))
+            first = len(self._pending) == 1
+        if first:  # otherwise a write already queued will take this one too
+            self._worker.later(self._write)
+
+    def _write(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        missing = repo.update_attempts(self._store, batch)
+        if missing:
+            log.error("x attempts %s not found: their updates are lost", missing)
+
+
 @dataclass
 class EngineStats:
     originates_sent: int = 0
@@ -244,6 +271,7 @@ class CampaignEngine:
         # other it finds unfinished.
         self._gate_worker = SerialWorker("attempt-gate")
         self._row_worker = SerialWorker("attempt-rows")
+        self._updates = AttemptUpdates(store, self._row_worker)
         self.clock = clock
         self.wallclock = wallclock
         self.rng = rng or random.Random()
@@ -830,9 +858,7 @@ class CampaignEngine:
         for effect in effects:
             at = self._now_dt()
             if isinstance(effect, Answered):
-                self._row_worker.later(
-                    repo.update_attempt,
-                    self.store,
+                self._updates.add(
                     call.attempt_id,
                     repo.AttemptChange(
                         status=AttemptStatus.ANSWERED, answered_at=at, channel=call.channel
@@ -841,9 +867,7 @@ class CampaignEngine:
             elif isinstance(effect, Connected):
                 if call.agent_id:
                     self.agents.start_call(call.agent_id, effect.at)
-                self._row_worker.later(
-                    repo.update_attempt,
-                    self.store,
+                self._updates.add(
                     call.attempt_id,
                     repo.AttemptChange(
                         status=AttemptStatus.CONNECTED, connected_at=at, agent_id=call.agent_id
@@ -862,9 +886,7 @@ class CampaignEngine:
         self.stats.outcomes[effect.outcome.value] = (
             self.stats.outcomes.get(effect.outcome.value, 0) + 1
         )
-        self._row_worker.later(
-            repo.update_attempt,
-            self.store,
+        self._updates.add(
             call.attempt_id,
             repo.AttemptChange(
                 status=AttemptStatus.ENDED,

@@ -25,6 +25,7 @@ from dialer.store.attempts import (
     next_candidates,
     record_disposition,
     update_attempt,
+    update_attempts,
 )
 from dialer.store.db import Store, open_store
 from dialer.store.models import Agent, Debt, Debtor, Disposition, Phone
@@ -433,3 +434,25 @@ def test_an_agent_is_created_once_and_follows_the_latest_channel(store: Store) -
         agent = session.get(Agent, agent_id)
         assert agent is not None
         assert (agent.name, agent.channel) == ("Ann B.", "Local/agent7@agents")
+
+
+def test_updates_in_one_commit_skip_a_missing_attempt_and_apply_the_rest(
+    store: Store, campaign: tuple[int, int]
+) -> None:
+    tenant_id, _ = campaign
+    first = dial(store, campaign, add_debtor(store, tenant_id, "u1", "100.00", ("+12125550180",)))
+    second = dial(store, campaign, add_debtor(store, tenant_id, "u2", "100.00", ("+12125550181",)))
+    missing = update_attempts(
+        store,
+        [
+            (first, AttemptChange(status=AttemptStatus.ANSWERED, answered_at=T0)),
+            (424242, AttemptChange(status=AttemptStatus.ENDED)),
+            (second, AttemptChange(status=AttemptStatus.ENDED, outcome=Outcome.BUSY)),
+            (first, AttemptChange(status=AttemptStatus.ENDED, outcome=Outcome.ANSWERED)),
+        ],
+    )
+    assert missing == [424242]
+    one, two = get_attempt(store, first), get_attempt(store, second)
+    assert one is not None and two is not None
+    assert one.status is AttemptStatus.ENDED and one.answered_at == T0  # both of its changes
+    assert two.outcome is Outcome.BUSY

@@ -344,14 +344,7 @@ _ATTEMPT_CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(AttemptChange)
 
 def create_attempt(store: Store, new: NewAttempt) -> int:
     """Write the attempt row (before the Originate is sent) and return its id."""
-    values = {field: getattr(new, field) for field in _NEW_ATTEMPT_FIELDS}
-    values["status"] = AttemptStatus(new.status).value
-    values["abandoned"] = False
-    try:
-        with store.begin() as conn:
-            return int(conn.execute(_INSERT_ATTEMPT, values).scalar_one())
-    except SQLAlchemyError as exc:
-        raise _fail(f"new attempt for phone {new.phone_id}", exc) from exc
+    return create_attempts(store, [new])[0]
 
 
 def create_attempts(store: Store, new: Sequence[NewAttempt]) -> list[int]:
@@ -370,15 +363,13 @@ def create_attempts(store: Store, new: Sequence[NewAttempt]) -> list[int]:
         raise _fail(f"new attempts for phones {phones}", exc) from exc
 
 
-def update_attempt(store: Store, attempt_id: int, change: AttemptChange) -> None:
-    """Apply the non-None fields of `change`; StoreError if the attempt does not exist."""
+def _change_values(attempt_id: int, change: AttemptChange) -> dict[str, Any]:
+    """The columns `change` sets (its non-None fields), as stored."""
     values: dict[str, Any] = {
         name: value
         for name in _ATTEMPT_CHANGE_FIELDS
         if (value := getattr(change, name)) is not None
     }
-    if not values:
-        return
     try:
         if "status" in values:
             values["status"] = AttemptStatus(values["status"]).value
@@ -386,13 +377,36 @@ def update_attempt(store: Store, attempt_id: int, change: AttemptChange) -> None
             values["outcome"] = Outcome(values["outcome"]).value
     except ValueError as exc:
         raise StoreError(f"attempt {attempt_id}: {exc}") from exc
+    return values
+
+
+def update_attempt(store: Store, attempt_id: int, change: AttemptChange) -> None:
+    """Apply the non-None fields of `change`; StoreError if the attempt does not exist."""
+    missing = update_attempts(store, [(attempt_id, change)])
+    if missing:
+        raise StoreError(f"attempt {attempt_id} does not exist")
+
+
+def update_attempts(store: Store, changes: Sequence[tuple[int, AttemptChange]]) -> list[int]:
+    """Apply several changes, in order, in one transaction (one durable commit); returns the
+    ids of attempts that do not exist (their changes are skipped, the others applied).
+
+    StoreError for a change that cannot be stored (a bad status or outcome) before anything is
+    written, or when the database fails (then nothing is written)."""
+    planned = [(attempt_id, _change_values(attempt_id, change)) for attempt_id, change in changes]
+    missing = []
     try:
         with store.begin() as conn:
-            result = conn.execute(_UPDATE_ATTEMPT, {"_attempt_id": attempt_id, **values})
-            if result.rowcount == 0:
-                raise StoreError(f"attempt {attempt_id} does not exist")
+            for attempt_id, values in planned:
+                if not values:
+                    continue
+                result = conn.execute(_UPDATE_ATTEMPT, {"_attempt_id": attempt_id, **values})
+                if result.rowcount == 0:
+                    missing.append(attempt_id)
     except SQLAlchemyError as exc:
-        raise _fail(f"update of attempt {attempt_id}", exc) from exc
+        ids = ", ".join(str(attempt_id) for attempt_id, _ in planned)
+        raise _fail(f"update of attempts {ids}", exc) from exc
+    return missing
 
 
 def _attempt_row(row: Any) -> AttemptRow:

@@ -21,13 +21,17 @@ from dialer.store.attempts import (
     AttemptChange,
     NewAttempt,
     create_attempt,
+    create_attempts,
     ensure_campaign,
     ensure_tenant,
     next_candidates,
     update_attempt,
+    update_attempts,
 )
 from dialer.store.db import Store, open_store, safe_url
 from dialer.store.models import CallAttempt
+
+BATCH = 20  # rows per commit in the batched measurements: a busy tick's worth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +59,9 @@ def _parse_only(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _timed_attempts(store: Store, count: int) -> tuple[float, float, float]:
-    """Seconds for `count` bare inserts, `count` create_attempt and full call lifecycles."""
+def _timed_attempts(store: Store, count: int) -> tuple[float, float, float, float, float]:
+    """Seconds for `count` bare inserts, `count` create_attempt and call lifecycles, one commit
+    each, then the same rows and lifecycles in batches of BATCH per commit."""
     tenant_id = ensure_tenant(store, "bench")
     campaign_id = ensure_campaign(store, tenant_id, "bench", "predictive")
     candidates = next_candidates(store, campaign_id, 1, max_attempts_per_phone=10**9)
@@ -104,7 +109,21 @@ def _timed_attempts(store: Store, count: int) -> tuple[float, float, float]:
             AttemptChange(status=AttemptStatus.ENDED, outcome=Outcome.BUSY, hungup_at=now),
         )
     updated = time.perf_counter() - started
-    return bare, created, updated
+    # What the dialer does under load: a tick's new rows in one commit, the call events that
+    # queued meanwhile in one commit (batches of BATCH here).
+    started = time.perf_counter()
+    ids = []
+    for i in range(0, count, BATCH):
+        ids += create_attempts(store, [new] * min(BATCH, count - i))
+    created_batched = time.perf_counter() - started
+    started = time.perf_counter()
+    ended = AttemptChange(status=AttemptStatus.ENDED, outcome=Outcome.BUSY, hungup_at=now)
+    for i in range(0, count, BATCH):
+        chunk = ids[i : i + BATCH]
+        update_attempts(store, [(a, AttemptChange(reason=4)) for a in chunk])
+        update_attempts(store, [(a, ended) for a in chunk])
+    updated_batched = time.perf_counter() - started
+    return bare, created, updated, created_batched, updated_batched
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 next_candidates(store, campaign_id, 100)
                 print(f"  next_candidates(100)   {(time.perf_counter() - started) * 1000:7.1f} ms")
                 import_csv(store, csv_path, "bench", "US", False)
-                bare, created, updated = _timed_attempts(store, args.attempts)
+                bare, created, updated, created_b, updated_b = _timed_attempts(store, args.attempts)
                 n = args.attempts
                 print(f"  bare INSERT baseline   {n / bare:9.0f} rows/s")
                 print(
@@ -151,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"  update_attempt         {2 * n / updated:9.0f} rows/s"
                     f"  x{updated / (2 * bare):.2f} of baseline"
+                )
+                print(
+                    f"  create_attempts ({BATCH})  {n / created_b:9.0f} rows/s"
+                    f"  x{created_b / bare:.2f} of baseline"
+                )
+                print(
+                    f"  update_attempts ({BATCH})  {2 * n / updated_b:9.0f} rows/s"
+                    f"  x{updated_b / (2 * bare):.2f} of baseline"
                 )
             finally:
                 store.close()
