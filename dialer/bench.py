@@ -22,15 +22,16 @@ from pathlib import Path
 
 from dialer.ami.client import ActionIds, AmiClientCore, EventReceived
 from dialer.ami.protocol import Message, parse_frames
+from dialer.ami.traces import bundled_traces_dir
 from dialer.calls.state import Call, Ended
 from dialer.calls.table import CallTable
-
-DEFAULT_TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "asterisk-traces"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--traces", type=Path, default=Path(os.environ.get("DIALER_TRACES_DIR", DEFAULT_TRACES))
+        "--traces",
+        type=Path,
+        default=Path(os.environ.get("DIALER_TRACES_DIR", bundled_traces_dir())),
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="time per parser measurement")
     parser.add_argument("--calls", type=int, default=1000, help="calls in flight for the CPU part")

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# The Asterisk captures live beside the repository (../shared) in development and CI.
-TRACES = Path(os.environ.get("DIALER_TRACES_DIR", REPO.parent / "shared" / "asterisk-traces"))
+# The real Asterisk 20.20.1 captures ship with the simulator they specify (sim/traces);
+# DIALER_TRACES_DIR points the tests at another set, e.g. fresh captures from a newer Asterisk.
+TRACES = Path(os.environ.get("DIALER_TRACES_DIR", REPO / "sim" / "traces"))
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -45,7 +46,7 @@ def _need(url: str, port: int, what: str) -> None:
 @pytest.fixture
 def traces_dir() -> Path:
     if not TRACES.is_dir():
-        pytest.fail(f"Asterisk traces not found at {TRACES}; set DIALER_TRACES_DIR")
+        pytest.fail(f"Asterisk traces not found at {TRACES} (DIALER_TRACES_DIR)")
     return TRACES
 
 

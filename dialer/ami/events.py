@@ -1,6 +1,6 @@
 """Typed AMI events: the handful the dialer acts on, built from raw messages by one registry.
 
-Field names and meanings as real Asterisk 20 sends them (see the shared traces). Events the
+Field names and meanings as real Asterisk 20 sends them (see sim/traces). Events the
 dialer does not act on stay raw `Message`s and are skipped cheaply.
 """
 

@@ -1,6 +1,6 @@
 """Sans-I/O AMI codec: bytes in, messages out (with leftover bytes); messages in, bytes out.
 
-Framing facts (real Asterisk 20.20.1, see the shared traces): the server greets with one line
+Framing facts (real Asterisk 20.20.1, see sim/traces): the server greets with one line
 `Asterisk Call Manager/9.0.0\\r\\n` and no blank line after it; every message is `Key: Value\\r\\n`
 lines closed by an empty line. Keys may repeat (`Variable`, `Output`), so duplicates are kept.
 """

@@ -6,9 +6,15 @@ Used by the tests and by `dialer bench engine`, which replay real Asterisk 20.20
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from dialer.ami.protocol import Message, parse_frames
+
+
+def bundled_traces_dir() -> Path:
+    """The captures shipped with the simulator they specify (`sim/traces`, in the package)."""
+    return Path(str(files("sim") / "traces"))
 
 
 @dataclass(frozen=True)
