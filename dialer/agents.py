@@ -120,6 +120,32 @@ class AgentPool:
         agent.attempt_id = None
         return True
 
+    def adopt_call(self, agent_id: str, attempt_id: int, now: float) -> bool:
+        """After a restart: the agent is still talking on a call the dialer adopted, so they
+        are on that call, not ready. False if the agent is unknown or already taken."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.state not in (AgentState.LOGGED_OUT, AgentState.READY):
+            return False
+        if agent.state is AgentState.LOGGED_OUT:
+            agent.since = now
+            self._move(agent, AgentState.READY, now)
+        self._move(agent, AgentState.RESERVED, now)
+        self._move(agent, AgentState.ON_CALL, now)
+        agent.attempt_id = attempt_id
+        return True
+
+    def on_channel(self, channel_name: str) -> AgentSession | None:
+        """The agent whose phone this Asterisk channel is (`PJSIP/agent1-0000002a`,
+        `Local/agent1@agents-00000005;1`), if any."""
+        for agent in self._agents.values():
+            prefix = agent.channel
+            if channel_name.startswith(prefix) and channel_name[len(prefix) : len(prefix) + 1] in (
+                "-",
+                ";",
+            ):
+                return agent
+        return None
+
     def finish_wrap_up(self, agent_id: str, now: float) -> None:
         agent = self._agents[agent_id]
         if agent.state is AgentState.WRAP_UP:

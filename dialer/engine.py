@@ -49,6 +49,10 @@ from pacing.models import AgentCallEnded, AnswerKind, CallOutcome, DialMode, Ove
 
 log = logging.getLogger(__name__)
 
+# Replies to an Originate that say the server, not the debtor's number, is unavailable: no call
+# was placed, so the phone goes back to the hopper and the server is left alone for a while.
+SERVER_UNAVAILABLE = ("Asterisk is shutting down",)
+
 
 class PacerLike(Protocol):
     """What the engine needs of `pacing.service.CampaignPacer`."""
@@ -99,6 +103,9 @@ class LiveCall:
     call: Call
     candidate: repo.DialCandidate
     reservation_id: str | None
+    # Events were lost while an agent may have been talking with the debtor (a restart, a
+    # reconnect): the guard books a conversation unless one is ruled out.
+    conversation_possible: bool = False
 
 
 class LiveCalls:
@@ -283,6 +290,8 @@ class CampaignEngine:
         self.connections: dict[str, AmiConnection] = {}
         self._resyncing: set[str] = set()
         self._needs_resync: set[str] = set()
+        # Servers that refused an Originate as unavailable, until when (clock) to leave them be.
+        self._refusing: dict[str, float] = {}
         self._hopper: deque[repo.DialCandidate] = deque()
         self._hopper_exhausted = False
         self._skipped_phones: set[int] = set()
@@ -430,6 +439,7 @@ class CampaignEngine:
     # ----- AMI link state -----
 
     def _on_link_state(self, server: str, state: LinkState) -> None:
+        self._refusing.pop(server, None)
         if state is LinkState.UP:
             # Events were lost while the link was down: re-read Asterisk before dialling again.
             if self.stats.originates_sent or self.live:
@@ -438,8 +448,19 @@ class CampaignEngine:
         elif state is LinkState.DOWN:
             self._resyncing.add(server)
 
+    def _usable(self, name: str, conn: AmiConnection) -> bool:
+        """Up, not being re-read, and not refusing calls (an Asterisk shutting down)."""
+        if not conn.is_up or name in self._resyncing:
+            return False
+        until = self._refusing.get(name)
+        if until is not None:
+            if self.clock() < until:
+                return False
+            del self._refusing[name]
+        return True
+
     def _dialling_allowed(self) -> bool:
-        return any(c.is_up and name not in self._resyncing for name, c in self.connections.items())
+        return any(self._usable(name, c) for name, c in self.connections.items())
 
     async def _resync_pending(self) -> None:
         for server in list(self._needs_resync):
@@ -483,6 +504,8 @@ class CampaignEngine:
                 outcome = Outcome.ANSWERED if call.answered_at is not None else Outcome.UNKNOWN
                 if call.amd_status == "MACHINE":
                     outcome = Outcome.MACHINE
+                # An agent was chosen: they may have talked while we were deaf.
+                live.conversation_possible = call.agent_id is not None
                 self._apply_effects(live, [end_call(call, now, outcome)])
         log.info(
             "= resync %s: %d call(s) alive after reconnect",
@@ -564,7 +587,11 @@ class CampaignEngine:
     # ----- crash recovery -----
 
     async def _recover_previous_run(self) -> None:
-        """Attempts left in progress by a killed process: adopt the live ones, close the rest."""
+        """Attempts left in progress by a killed process: adopt the live ones, close the rest.
+
+        Every one ends with its compliance reservation resolved: an adopted call's when it
+        ends, a vanished call's now, conservatively (a conversation if one cannot be ruled
+        out). An agent still talking on an adopted call is on that call, not ready."""
         stale = repo.attempts_in_progress(self.store, node_id=self.config.node_id)
         if not stale:
             return
@@ -578,37 +605,101 @@ class CampaignEngine:
         for row in stale:
             items = channels.get(row.uniqueid or "") if row.uniqueid else None
             if items and row.campaign_id == self.campaign_id:
-                call = Call(
-                    row.id,
-                    row.uniqueid or "",
-                    row.server,
-                    now,
-                    self._abandon_window(),
-                )
-                call.agent_id = row.agent_id
-                candidate = repo.DialCandidate(
-                    row.debtor_id, row.debt_id, row.phone_id, "", "", None, ""
-                )
-                live = LiveCall(call, candidate, None)
-                self.live.add(row.id, live)
-                self.table.add(call)
-                self._adopt_channels(call, items, now)
-                self.stats.adopted += 1
+                await self._adopt_row(row, items, now)
                 continue
-            outcome = Outcome.ANSWERED if row.answered_at is not None else Outcome.UNKNOWN
-            repo.update_attempt(
-                self.store,
-                row.id,
-                repo.AttemptChange(
-                    status=AttemptStatus.ENDED, outcome=outcome, hungup_at=row.hungup_at or now_dt
-                ),
-            )
-            self.stats.reconciled_unknown += outcome is Outcome.UNKNOWN
+            self._close_vanished(row, now_dt)
         log.info(
             "= recovery: %d attempt(s) from a previous run; %d still live and adopted",
             len(stale),
             self.stats.adopted,
         )
+
+    async def _adopt_row(self, row: repo.AttemptRow, items: list[Message], now: float) -> None:
+        """Take over a call of a previous run that Asterisk still has."""
+        call = Call(row.id, row.uniqueid or "", row.server, now, self._abandon_window())
+        call.agent_id = row.agent_id
+        call.recording_file = row.recording_path
+        call.amd_status = row.amd_status
+        call.reason = row.reason
+        candidate = repo.DialCandidate(row.debtor_id, row.debt_id, row.phone_id, "", "", None, "")
+        live = LiveCall(call, candidate, row.reservation_id)
+        self._adopt_channels(call, items, now)
+        if call.answered_at is not None and call.reason is None:
+            call.reason = 4  # the OriginateResponse of an answered call (AST_CONTROL_ANSWER)
+        for item in items:
+            agent = self.agents.on_channel(item.get("Channel") or "")
+            if agent is not None and call.agent_id is None:
+                call.agent_id = agent.id
+        await self._recover_channel_facts(call)
+        if call.agent_id is not None:
+            if self.agents.adopt_call(call.agent_id, row.id, now):
+                log.info("= recovery: agent %s is still on attempt %s", call.agent_id, row.id)
+            if call.connected_at is None:
+                live.conversation_possible = True
+        self.live.add(row.id, live)
+        self.table.add(call)
+        self.stats.adopted += 1
+        self._updates.add(
+            row.id,
+            repo.AttemptChange(
+                agent_id=call.agent_id,
+                amd_status=call.amd_status,
+                reason=call.reason,
+                recording_path=self._recording_path(call) if call.agent_id else None,
+                channel=call.channel,
+                linkedid=call.linkedid,
+            ),
+        )
+
+    async def _recover_channel_facts(self, call: Call) -> None:
+        """What the row lacks (the previous run died before storing it), read from the live
+        debtor channel's variables: the AMD verdict, the agent chosen, the recording file."""
+        conn = self.connections.get(call.server)
+        if conn is None or not conn.is_up or not call.channel:
+            return
+        wanted = {"AMDSTATUS": call.amd_status, "TARGET_AGENT": call.agent_id}
+        if call.recording_file is None:
+            wanted["RECORDING_FILE"] = None
+        for variable, known in wanted.items():
+            if known is not None:
+                continue
+            try:
+                reply = await conn.send(
+                    "Getvar", [("Channel", call.channel), ("Variable", variable)], check=False
+                )
+            except AmiError:
+                return
+            value = reply.response.get("Value") or None if reply.ok else None
+            if value is None:
+                continue
+            if variable == "AMDSTATUS":
+                call.amd_status = value
+            elif variable == "TARGET_AGENT" and self.agents.get(value) is not None:
+                call.agent_id = value
+            elif variable == "RECORDING_FILE":
+                call.recording_file = value
+
+    def _close_vanished(self, row: repo.AttemptRow, now_dt: datetime) -> None:
+        """A call of a previous run that Asterisk no longer has: end its row with what is known
+        and book its reservation the strict way."""
+        outcome = Outcome.ANSWERED if row.answered_at is not None else Outcome.UNKNOWN
+        if row.amd_status == "MACHINE":
+            outcome = Outcome.MACHINE
+        repo.update_attempt(
+            self.store,
+            row.id,
+            repo.AttemptChange(
+                status=AttemptStatus.ENDED, outcome=outcome, hungup_at=row.hungup_at or now_dt
+            ),
+        )
+        self.stats.reconciled_unknown += outcome is Outcome.UNKNOWN
+        if row.reservation_id is not None:
+            # Answered (or possibly answered) with an agent chosen: a conversation may have
+            # happened, and booking one is the side of the law to err on.
+            possible = row.connected_at is not None or row.agent_id is not None
+            self._gate_worker.later(
+                self.gate.record_outcome, row.reservation_id, outcome, possible, now_dt
+            )
 
     # ----- dialling -----
 
@@ -728,7 +819,7 @@ class CampaignEngine:
         best: tuple[float, AmiServerConfig] | None = None
         for name, conn in self.connections.items():
             server = conn.server
-            if not conn.is_up or name in self._resyncing or server.weight <= 0:
+            if not self._usable(name, conn) or server.weight <= 0:
                 continue
             load = self.live.on_server(name) + (planned[name] if planned else 0)
             score = load / server.weight
@@ -769,6 +860,7 @@ class CampaignEngine:
                     server=server.name,
                     uniqueid=uid,
                     dialed_at=now_dt,
+                    reservation_id=decision.reservation_id,
                 )
                 for candidate, _, server, uid in going
             ],
@@ -816,7 +908,7 @@ class CampaignEngine:
         except AmiConnectionLost:
             # Nothing was written: the call certainly did not happen.
             clog.warning("x Originate not sent: %s went down", server.name)
-            self._not_dialled(live)
+            self._never_placed(live)
             return
         self.table.bind_action(live.call, action_id)
         clog.info("> Originate %s via %s", mask_phone(live.candidate.e164), server.name)
@@ -824,13 +916,36 @@ class CampaignEngine:
             await reply
         except AmiActionError as exc:
             # Refused before leaving Asterisk: no call happened.
-            clog.warning("x Originate refused: %s", exc.message)
-            self._not_dialled(live)
+            clog.warning("x Originate refused by %s: %s", server.name, exc.message)
+            if exc.message in SERVER_UNAVAILABLE:
+                # Not an outcome of the debtor's number: leave the server be until its link
+                # drops and comes back (or a few seconds pass), and dial the phone again later.
+                self._refusing[server.name] = self.clock() + 5.0
+                self._never_placed(live)
+            else:
+                self._not_dialled(live)
         except (AmiConnectionLost, AmiTimeout) as exc:
             # It may or may not be queued in Asterisk. Never re-send: the resync decides.
             clog.warning(
                 "x Originate reply lost (%s); the call will be reconciled", type(exc).__name__
             )
+
+    def _never_placed(self, live: LiveCall) -> None:
+        """The Originate never reached the network through no fault of the number: give the
+        reservation back, drop the row (it was no try) and put the phone back in the hopper."""
+        self.stats.originate_errors += 1
+        call = live.call
+        if live.reservation_id is not None:
+            self._gate_worker.later(self.gate.release, live.reservation_id, self._now_dt())
+            live.reservation_id = None
+        self.table.remove(call)
+        self.live.pop(call.attempt_id)
+        call.state = CallState.ENDED
+        self.stats.originates_sent -= 1
+        self._row_worker.later(repo.discard_attempt, self.store, call.attempt_id)
+        if live.candidate.e164:
+            self._hopper.appendleft(live.candidate)
+        self._hopper_exhausted = False
 
     def _not_dialled(self, live: LiveCall) -> None:
         """The Originate never left for Asterisk: give the reservation back, close the row."""
@@ -858,19 +973,30 @@ class CampaignEngine:
         for effect in effects:
             at = self._now_dt()
             if isinstance(effect, Answered):
+                # Events are routed by Linkedid: seeing this one confirms every leg carries ours.
                 self._updates.add(
                     call.attempt_id,
                     repo.AttemptChange(
-                        status=AttemptStatus.ANSWERED, answered_at=at, channel=call.channel
+                        status=AttemptStatus.ANSWERED,
+                        answered_at=at,
+                        channel=call.channel,
+                        linkedid=call.linkedid,
+                        amd_status=call.amd_status,
                     ),
                 )
             elif isinstance(effect, Connected):
                 if call.agent_id:
                     self.agents.start_call(call.agent_id, effect.at)
+                # What a restart needs to finish the books is stored as soon as it is known.
                 self._updates.add(
                     call.attempt_id,
                     repo.AttemptChange(
-                        status=AttemptStatus.CONNECTED, connected_at=at, agent_id=call.agent_id
+                        status=AttemptStatus.CONNECTED,
+                        connected_at=at,
+                        agent_id=call.agent_id,
+                        reason=call.reason,
+                        amd_status=call.amd_status,
+                        recording_path=self._recording_path(call),
                     ),
                 )
             elif isinstance(effect, Ended):
@@ -897,7 +1023,8 @@ class CampaignEngine:
                 hangup_cause=effect.hangup_cause,
                 amd_status=call.amd_status,
                 agent_id=call.agent_id,
-                recording_path=call.recording_file if call.connected_at is not None else None,
+                linkedid=call.linkedid if call.seen_channel else None,
+                recording_path=self._recording_path(call) if call.connected_at else None,
             ),
         )
         if live.reservation_id is not None:
@@ -905,7 +1032,7 @@ class CampaignEngine:
                 self.gate.record_outcome,
                 live.reservation_id,
                 effect.outcome,
-                call.connected_at is not None,
+                call.connected_at is not None or live.conversation_possible,
                 at,
             )
         if call.agent_id and self.agents.end_call(call.agent_id, effect.at):
@@ -930,6 +1057,9 @@ class CampaignEngine:
             " (abandoned)" if effect.abandoned else "",
             effect.hangup_cause,
         )
+
+    def _recording_path(self, call: Call) -> str | None:
+        return call.recording_file if self.config.dialing.record else None
 
     def _pacing_outcome(self, call: Call, effect: Ended) -> CallOutcome:
         if effect.outcome is Outcome.ANSWERED:
@@ -989,13 +1119,22 @@ class CampaignEngine:
             finally:
                 if not waiter.done():
                     waiter.cancel()
+        recording_file = self._recording_file(attempt_id, answered.uniqueid)
         if live is not None:
             live.call.agent_id = agent.id
+            live.call.recording_file = recording_file
+            # Stored before the agent is dialled: a restart then knows whose call it is.
+            self._updates.add(
+                attempt_id,
+                repo.AttemptChange(
+                    agent_id=agent.id, recording_path=self._recording_path(live.call)
+                ),
+            )
         return RouteDecision(
             "dial",
             target_channel=agent.channel,
             target_agent=agent.id,
-            recording_file=self._recording_file(attempt_id, answered.uniqueid),
+            recording_file=recording_file,
         )
 
     async def call_lost(self, answered: AnsweredCall, decision: RouteDecision) -> None:

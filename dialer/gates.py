@@ -26,8 +26,8 @@ from dialer.store.models import Address
 
 log = logging.getLogger(__name__)
 
-# How a finished call counts for the rules. `unknown` is never reported: a pending reservation
-# keeps counting, which is the safe side.
+# How a finished call counts for the rules. Every reservation is resolved: one left pending
+# would count as an attempt but never as the conversation it may have been.
 _NETWORK_OUTCOMES = {
     Outcome.BUSY: ComplianceOutcome.BUSY,
     Outcome.NO_ANSWER: ComplianceOutcome.NO_ANSWER,
@@ -40,7 +40,10 @@ _NETWORK_OUTCOMES = {
 
 
 def compliance_outcome(outcome: Outcome, connected: bool) -> ComplianceOutcome | None:
-    if outcome is Outcome.ANSWERED:
+    """`connected`: an agent talked with the debtor, or may have (events lost in a restart)."""
+    if outcome in (Outcome.ANSWERED, Outcome.UNKNOWN):
+        # An unknown call (the dialer lost sight of it) is booked the strict way: a placed
+        # call that may have been answered, or a conversation if an agent may have talked.
         return ComplianceOutcome.CONVERSATION if connected else ComplianceOutcome.ABANDONED
     return _NETWORK_OUTCOMES.get(outcome)
 

@@ -2,7 +2,7 @@
 
 One JSON object per line in, one per line out. Commands:
 `{"cmd": "stats"}`, `{"cmd": "drop", "reset": true}`, `{"cmd": "garbage", "truncated": false}`,
-`{"cmd": "delay", "seconds": 2.0}`, `{"cmd": "restart", "down_seconds": 0}`,
+`{"cmd": "delay", "seconds": 2.0}`, `{"cmd": "restart", "down_seconds": 0, "shutdown_notice_s": 1.1}`,
 `{"cmd": "wait_idle", "timeout": 30}`. Replies are `{"ok": true, ...}` or
 `{"ok": false, "error": "..."}`; a bad line costs only its own reply.
 """
@@ -45,7 +45,9 @@ async def execute(sim: AsteriskSim, request: dict[str, Any]) -> dict[str, Any]:
         sim.response_delay = _number(request, "seconds", 0.0)
         return {"ok": True, "delay": sim.response_delay}
     if cmd == "restart":
-        await sim.restart(_number(request, "down_seconds", 0.0))
+        await sim.restart(
+            _number(request, "down_seconds", 0.0), _number(request, "shutdown_notice_s", 0.0)
+        )
         return {"ok": True}
     if cmd == "wait_idle":
         timeout = _number(request, "timeout", 30.0)

@@ -38,11 +38,11 @@ class Rig:
     gate: UnguardedGate
 
 
-def _sim(seed: int = 3) -> AsteriskSim:
+def _sim(seed: int = 3, out_of_order: float = 0.02) -> AsteriskSim:
     return AsteriskSim(
         AmiConfig(port=0, auth_failure_delay=0.05),
         PbxConfig(time_scale=SCALE, seed=seed, agi_grace_secs=0.2),
-        debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=0.02)),
+        debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=out_of_order)),
     )
 
 
@@ -177,6 +177,40 @@ async def test_asterisk_restart_closes_vanished_calls_and_the_campaign_goes_on(r
     # Calls cut by the restart end as unknown (or answered if we had seen the answer).
     assert {r.outcome for r in rows} - {"unknown"}
     assert len(rows) > 8
+
+
+async def test_asterisk_shutting_down_burns_no_debtor(tmp_path: Path) -> None:
+    # No number of this portfolio is out of order: a `failed` row could only be a refusal.
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim(out_of_order=0.0)])
+    try:
+        # A real Asterisk 20 refuses every action for about a second before `Event: Shutdown`.
+        # Those refusals say nothing about the debtors' numbers: no attempt may end `failed`,
+        # every reservation taken for them is given back, and the phones are dialled later.
+        await _run(
+            rig,
+            during=lambda: rig.sim.restart(down_seconds=0.3, shutdown_notice_s=0.6),
+            after_attempts=8,
+        )
+        assert rig.engine.stats.originate_errors >= 1, "the shutdown should have refused a dial"
+        rows = _assert_consistent(rig)
+        assert [r for r in rows if r.outcome == "failed"] == []
+        # Every phone that qualifies was dialled once in the end (the refused ones included).
+        with rig.store.engine.connect() as conn:
+            dialable = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM phones p WHERE p.consent AND NOT p.do_not_call AND "
+                    "EXISTS (SELECT 1 FROM debts d WHERE d.debtor_id = p.debtor_id AND "
+                    "d.status = 'open' AND d.balance > 0)"
+                )
+            ).scalar_one()
+        assert len(rows) == dialable
+        # Each reservation was either released (a refusal) or booked, never both.
+        booked = {reservation for reservation, _, _ in rig.gate.outcomes}
+        assert booked.isdisjoint(rig.gate.released)
+        assert len(booked) == len(rows)
+    finally:
+        rig.store.close()
+        await rig.sim.close()
 
 
 async def test_calls_are_spread_over_every_asterisk_server(tmp_path: Path) -> None:

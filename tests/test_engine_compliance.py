@@ -153,8 +153,9 @@ def test_finished_calls_count_for_the_rules_as_the_law_sees_them() -> None:
     assert compliance_outcome(Outcome.ANSWERED, connected=False) is Counted.ABANDONED
     assert compliance_outcome(Outcome.CONGESTION, connected=False) is Counted.NETWORK_FAILURE
     assert compliance_outcome(Outcome.MACHINE, connected=False) is Counted.MACHINE
-    # Unknown stays pending: a pending reservation keeps counting, the safe side.
-    assert compliance_outcome(Outcome.UNKNOWN, connected=False) is None
+    # A call the dialer lost sight of is booked the strict way, never left pending.
+    assert compliance_outcome(Outcome.UNKNOWN, connected=False) is Counted.ABANDONED
+    assert compliance_outcome(Outcome.UNKNOWN, connected=True) is Counted.CONVERSATION
 
 
 async def test_phone_denied_until_its_window_opens_is_dialled_once_it_opens(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -75,6 +76,7 @@ class NewAttempt:
     uniqueid: str | None
     dialed_at: datetime
     status: AttemptStatus = AttemptStatus.DIALING
+    reservation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class AttemptRow:
     agent_id: str | None
     recording_path: str | None
     amd_status: str | None
+    reservation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,16 @@ def _change_values(attempt_id: int, change: AttemptChange) -> dict[str, Any]:
     return values
 
 
+def discard_attempt(store: Store, attempt_id: int) -> None:
+    """Remove the row of an Originate that never reached the network (the server refused it or
+    was gone before it was sent): no call was placed, so it must not count as a try."""
+    try:
+        with store.begin() as conn:
+            conn.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.id == attempt_id))
+    except SQLAlchemyError as exc:
+        raise _fail(f"discarding attempt {attempt_id}", exc) from exc
+
+
 def update_attempt(store: Store, attempt_id: int, change: AttemptChange) -> None:
     """Apply the non-None fields of `change`; StoreError if the attempt does not exist."""
     missing = update_attempts(store, [(attempt_id, change)])
@@ -433,6 +446,7 @@ def _attempt_row(row: Any) -> AttemptRow:
         channel=row.channel,
         agent_id=row.agent_id,
         recording_path=row.recording_path,
+        reservation_id=row.reservation_id,
         amd_status=row.amd_status,
     )
 

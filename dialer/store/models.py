@@ -262,6 +262,9 @@ class CallAttempt(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64))
     recording_path: Mapped[str | None] = mapped_column(String(500))
     amd_status: Mapped[str | None] = mapped_column(String(32))
+    # The compliance guard's reservation for this call: its outcome must reach the ledger, if
+    # need be after a restart (see the engine's recovery).
+    reservation_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Disposition(Base):

@@ -149,6 +149,8 @@ class AsteriskSim:
         self.sessions: set[Session] = set()
         self._session_tasks: set[asyncio.Task[None]] = set()
         self.response_delay = 0.0
+        # Asterisk refuses every action while it shuts down, before it says `Shutdown`.
+        self.shutting_down = False
         self._server: asyncio.Server | None = None
         self._port = self.ami.port
         self._handlers: dict[str, Handler] = {
@@ -226,8 +228,22 @@ class AsteriskSim:
             count += 1
         return count
 
-    async def restart(self, down_seconds: float = 0.0) -> None:
-        """An Asterisk restart: connections dropped, every channel gone, counters reset."""
+    async def restart(self, down_seconds: float = 0.0, shutdown_notice_s: float = 0.0) -> None:
+        """An Asterisk restart: connections dropped, every channel gone, counters reset.
+
+        With `shutdown_notice_s`, first what a real Asterisk 20 does on `core stop`: for that
+        long every action is refused ("Asterisk is shutting down"), then `Event: Shutdown`."""
+        if shutdown_notice_s > 0:
+            self.shutting_down = True
+            await asyncio.sleep(shutdown_notice_s)
+            self._broadcast(
+                (
+                    ("Event", "Shutdown"),
+                    ("Privilege", "system,all"),
+                    ("Shutdown", "Cleanly"),
+                    ("Restart", "False"),
+                )
+            )
         log.warning("= simulated Asterisk restarting (down %.1f s)", down_seconds)
         if down_seconds > 0 and self._server is not None:
             self._server.close()
@@ -237,7 +253,9 @@ class AsteriskSim:
         self.pbx.reset()
         if down_seconds > 0:
             await asyncio.sleep(down_seconds)
+            self.shutting_down = False
             await self.start()
+        self.shutting_down = False
 
     def stats(self) -> dict[str, object]:
         pbx = self.pbx
@@ -311,6 +329,9 @@ class AsteriskSim:
             session.reply(msg, "Error", ("Message", "Missing action in request"))
             return
         name = action.lower()
+        if self.shutting_down:
+            session.reply(msg, "Error", ("Message", "Asterisk is shutting down"))
+            return
         if not session.authenticated and name not in ("login", "logoff", "challenge"):
             session.reply(msg, "Error", ("Message", "Permission denied"))
             return
