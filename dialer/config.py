@@ -85,6 +85,9 @@ class DialingConfig:
     ring_timeout_s: float = 26.0
     use_amd: bool = True
     record: bool = True
+    # The dialer hangs up a conversation that lasts longer than this (a stuck line, a far end
+    # that never sends BYE); 0 = no limit.
+    max_call_s: float = 3600.0
     recording_dir: str = "/var/spool/asterisk/monitor"
     # Extra channel variables set on every call.
     variables: Mapping[str, str] = field(default_factory=dict)

@@ -231,6 +231,7 @@ class EngineStats:
     reconciled_unknown: int = 0
     adopted: int = 0
     resyncs: int = 0
+    hung_up_too_long: int = 0
     ended: int = 0
     talk_seconds: float = 0.0  # agent talk time (simulated seconds under a time scale)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -292,6 +293,8 @@ class CampaignEngine:
         self._needs_resync: set[str] = set()
         # Servers that refused an Originate as unavailable, until when (clock) to leave them be.
         self._refusing: dict[str, float] = {}
+        # Calls the dialer asked Asterisk to hang up (too long, or a second stop signal).
+        self._hanging_up: set[int] = set()
         self._hopper: deque[repo.DialCandidate] = deque()
         self._hopper_exhausted = False
         self._skipped_phones: set[int] = set()
@@ -402,8 +405,10 @@ class CampaignEngine:
         return self._stop_at
 
     def _drain_limit(self) -> float:
-        # Longest plausible call: ring timeout + a long conversation, in wall seconds.
-        return self._wall(self.config.dialing.ring_timeout_s + 3600)
+        # Longest plausible call: ring timeout + the longest conversation allowed, in wall
+        # seconds (the watchdog hangs up longer ones).
+        longest = self.config.dialing.max_call_s or 3600.0
+        return self._wall(self.config.dialing.ring_timeout_s + longest + 60)
 
     def _done(self) -> bool:
         if self.live:
@@ -529,9 +534,11 @@ class CampaignEngine:
                     call.state = CallState.CONNECTED
 
     def _watchdog(self) -> None:
-        """A call with no channel long after its ring timeout never left Asterisk: close it."""
+        """A call with no channel long after its ring timeout never left Asterisk: close it.
+        A call answered longer ago than the maximum call length is hung up."""
         now = self.clock()
         limit = self._wall(self.config.dialing.ring_timeout_s + 60)
+        longest = self._wall(self.config.dialing.max_call_s)
         for live in self.live.values():
             call = live.call
             if (
@@ -540,6 +547,42 @@ class CampaignEngine:
                 and now - call.dialed_at > limit
             ):
                 self._apply_effects(live, [end_call(call, now, Outcome.UNKNOWN)])
+            elif (
+                longest > 0
+                and call.answered_at is not None
+                and now - call.answered_at > longest
+                and call.attempt_id not in self._hanging_up
+            ):
+                call_log(log, self.campaign_id, call.attempt_id).warning(
+                    "x call longer than %.0f s: hanging up", self.config.dialing.max_call_s
+                )
+                self.stats.hung_up_too_long += 1
+                self._hang_up(live)
+
+    def hang_up_all(self) -> int:
+        """Hang up every call in flight (a second stop signal); how many were asked to end."""
+        lives = [
+            live for live in self.live.values() if live.call.attempt_id not in self._hanging_up
+        ]
+        for live in lives:
+            self._hang_up(live)
+        return len(lives)
+
+    def _hang_up(self, live: LiveCall) -> None:
+        """Ask Asterisk to hang up the debtor's channel; the call then ends by its events."""
+        call = live.call
+        conn = self.connections.get(call.server)
+        if conn is None or not conn.is_up or not call.channel:
+            return
+        self._hanging_up.add(call.attempt_id)
+        with contextlib.suppress(AmiConnectionLost):
+            _, reply = conn.submit("Hangup", [("Channel", call.channel), ("Cause", "16")])
+            self._spawn(self._await_quietly(reply), f"hangup-{call.attempt_id}")
+
+    @staticmethod
+    async def _await_quietly(reply: Coroutine[Any, Any, object]) -> None:
+        with contextlib.suppress(AmiError):
+            await reply
 
     def _abandon_tracking(self, why: str) -> None:
         now = self.clock()
@@ -1006,6 +1049,7 @@ class CampaignEngine:
         call = live.call
         self.table.remove(call)
         self.live.pop(call.attempt_id)
+        self._hanging_up.discard(call.attempt_id)
         # The debtor is free again: their other phones may qualify now (one call per person).
         self._hopper_exhausted = False
         self.stats.ended += 1

@@ -22,6 +22,7 @@ from dialer.importer import import_csv
 from dialer.portfolio import write_sample_portfolio
 from dialer.store import attempts as repo
 from dialer.store.db import Store, open_store
+from dialer.store.models import CallAttempt
 from pacing.service import make_pacer
 from sim.asterisk import AmiConfig, AsteriskSim, PbxConfig
 from sim.behaviour import OutcomeMix, SeededDebtors
@@ -208,6 +209,30 @@ async def test_asterisk_shutting_down_burns_no_debtor(tmp_path: Path) -> None:
         booked = {reservation for reservation, _, _ in rig.gate.outcomes}
         assert booked.isdisjoint(rig.gate.released)
         assert len(booked) == len(rows)
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+
+
+async def test_calls_longer_than_the_maximum_are_hung_up(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=20)
+    # 20 simulated seconds: far shorter than the simulated debtors' conversations.
+    rig.engine.config = dataclasses.replace(
+        rig.config, dialing=dataclasses.replace(rig.config.dialing, max_call_s=20.0)
+    )
+    try:
+        await _run(rig)
+        _assert_consistent(rig)
+        assert rig.engine.stats.hung_up_too_long > 0
+        a = CallAttempt
+        with rig.store.engine.connect() as conn:
+            talks = conn.execute(
+                sa.select(a.answered_at, a.hungup_at).where(a.connected_at.is_not(None))
+            ).all()
+        assert talks
+        # Answered + 20 simulated seconds is 0.1 s here; the debtors would talk minutes (>0.5 s).
+        longest = max((end - start).total_seconds() for start, end in talks)
+        assert longest < 0.45, longest
     finally:
         rig.store.close()
         await rig.sim.close()
