@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from sim.lab import AsteriskLab, LabUnsupported, asterisk_available
 
 REPO = Path(__file__).resolve().parent.parent
 # The real Asterisk 20.20.1 captures ship with the simulator they specify (sim/traces);
@@ -96,3 +99,30 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def asterisk_lab(tmp_path: Path) -> Iterator[Callable[..., AsteriskLab]]:
+    """Starts real Asterisk instances configured from asterisk-conf/ as shipped (see sim/lab.py);
+    every one started is stopped after the test. Skips (or, with DIALER_REQUIRE_SERVICES=1,
+    fails) when no Asterisk is installed."""
+    reason = asterisk_available()
+    if reason is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} and DIALER_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    started: list[AsteriskLab] = []
+
+    def start(name: str = "asterisk", **kwargs: Any) -> AsteriskLab:
+        lab = AsteriskLab(tmp_path / name, **kwargs)
+        try:
+            lab.start()
+        except LabUnsupported as exc:
+            # An installed build this CPU cannot execute is as good as none; say so loudly.
+            pytest.skip(str(exc))
+        started.append(lab)
+        return lab
+
+    yield start
+    for lab in started:
+        lab.stop()
