@@ -85,6 +85,9 @@ class DialingConfig:
     ring_timeout_s: float = 26.0
     use_amd: bool = True
     record: bool = True
+    # Carriers cap call setups per second on a trunk: never send Originates faster than this
+    # (per dialer node; 0 = no cap).
+    max_originates_per_s: float = 0.0
     # The dialer hangs up a conversation that lasts longer than this (a stuck line, a far end
     # that never sends BYE); 0 = no limit.
     max_call_s: float = 3600.0

@@ -295,6 +295,9 @@ class CampaignEngine:
         self._refusing: dict[str, float] = {}
         # Calls the dialer asked Asterisk to hang up (too long, or a second stop signal).
         self._hanging_up: set[int] = set()
+        # The call-setup cap's token bucket (dialing.max_originates_per_s).
+        self._cps_tokens = 1.0
+        self._cps_at = clock()
         self._hopper: deque[repo.DialCandidate] = deque()
         self._hopper_exhausted = False
         self._skipped_phones: set[int] = set()
@@ -768,10 +771,22 @@ class CampaignEngine:
             waiting_s=tuple(waiting),
         )
 
+    def _originate_budget(self) -> int:
+        """Originates the call-setup cap allows now (a token bucket refilled by the clock)."""
+        rate = self.config.dialing.max_originates_per_s * self.scale
+        if rate <= 0:
+            return 1 << 30
+        now = self.clock()
+        burst = max(1.0, rate * 0.25)  # about one tick's worth, never a second's
+        self._cps_tokens = min(burst, self._cps_tokens + (now - self._cps_at) * rate)
+        self._cps_at = now
+        return int(self._cps_tokens)
+
     async def _place_calls(self) -> None:
         wanted = min(
             self.pacer.calls_to_place(self.pacing_state()),
             self.config.campaign.max_channels - len(self.live),
+            self._originate_budget(),
         )
         picked: list[repo.DialCandidate] = []
         debtors: set[int] = set()
@@ -914,6 +929,7 @@ class CampaignEngine:
             self.live.add(attempt_id, live)
             self.table.add(call)
             self.stats.originates_sent += 1
+            self._cps_tokens -= 1
             self._spawn(self._originate(live, server), f"originate-{attempt_id}")
 
     def _originate_fields(self, live: LiveCall) -> list[tuple[str, str]]:

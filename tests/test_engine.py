@@ -8,6 +8,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,28 @@ async def test_calls_longer_than_the_maximum_are_hung_up(tmp_path: Path) -> None
     finally:
         rig.store.close()
         await rig.sim.close()
+
+
+async def test_originates_never_exceed_the_carriers_call_setup_cap(tmp_path: Path) -> None:
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=30, agents=12)
+    # 0.02 setups per simulated second is 4 per wall second at this time scale.
+    rig.engine.config = dataclasses.replace(
+        rig.config, dialing=dataclasses.replace(rig.config.dialing, max_originates_per_s=0.02)
+    )
+    try:
+        await _run(rig)
+        _assert_consistent(rig)
+        with rig.store.engine.connect() as conn:
+            dialed = sorted(conn.execute(sa.select(CallAttempt.dialed_at)).scalars())
+    finally:
+        rig.store.close()
+        await rig.sim.close()
+    assert len(dialed) >= 20
+    # Twelve agents ready at once would take twelve calls in the first tick without the cap.
+    busiest = max(
+        sum(1 for t in dialed if start <= t < start + timedelta(seconds=1)) for start in dialed
+    )
+    assert busiest <= 5, busiest
 
 
 async def test_calls_are_spread_over_every_asterisk_server(tmp_path: Path) -> None:
