@@ -58,8 +58,12 @@ class AmiConfig:
     connect_timeout_s: float = 5.0
     action_timeout_s: float = 10.0
     ping_interval_s: float = 20.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    # After a drop, reconnect tries are spaced by a random delay (full jitter, so that many nodes
+    # do not reconnect together): the first within reconnect_min_s, none longer than
+    # reconnect_max_s, so a restarted Asterisk is in use again within ~2 s of listening.
+    # A refused login (wrong secret) is never retried.
+    reconnect_min_s: float = 0.25
+    reconnect_max_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,10 @@ class DialingConfig:
     # The dialer hangs up a conversation that lasts longer than this (a stuck line, a far end
     # that never sends BYE); 0 = no limit.
     max_call_s: float = 3600.0
-    recording_dir: str = "/var/spool/asterisk/monitor"
+    # Where MixMonitor writes, as Asterisk sees it. Empty: Asterisk's own monitor folder
+    # (<astspooldir>/monitor, whatever the instance's spool); the path MixMonitor reports back
+    # (MIXMONITOR_FILENAME) is the one stored with the attempt.
+    recording_dir: str = ""
     # Extra channel variables set on every call.
     variables: Mapping[str, str] = field(default_factory=dict)
 

@@ -1206,10 +1206,12 @@ class CampaignEngine:
 
     def _recording_file(self, attempt_id: int, uniqueid: str) -> str:
         day = self._now_dt().strftime("%Y/%m/%d")
-        base = PurePosixPath(self.config.dialing.recording_dir)
-        return str(
-            base / f"campaign-{self.campaign_id}" / day / f"attempt-{attempt_id}-{uniqueid}.wav"
+        name = PurePosixPath(
+            f"campaign-{self.campaign_id}", day, f"attempt-{attempt_id}-{uniqueid}.wav"
         )
+        if not self.config.dialing.recording_dir:
+            return str(name)  # relative: MixMonitor puts it under Asterisk's monitor folder
+        return str(PurePosixPath(self.config.dialing.recording_dir) / name)
 
     # ----- reporting -----
 

@@ -180,7 +180,6 @@ port = {free_port()}
 [dialing]
 channel_template = "Local/{{number}}@debtor-sim"
 ring_timeout_s = {ring_timeout_s}
-recording_dir = "{lab.recordings}"
 caller_id = '"Lab Collections" <2125550100>'
 
 [dialing.variables]

@@ -137,6 +137,13 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
     assert totals.connected <= totals.answered
     assert totals.abandoned <= totals.answered
     assert rig.engine.stats.resyncs == 0
+    # The dialer named recordings relative to Asterisk's monitor folder; the rows hold the
+    # absolute path MixMonitor reported back.
+    with rig.store.engine.connect() as conn:
+        paths = conn.execute(
+            sa.select(CallAttempt.recording_path).where(CallAttempt.connected_at.is_not(None))
+        ).scalars()
+        assert all(p and p.startswith("/var/spool/asterisk/monitor/campaign-") for p in paths)
     # The list is exhausted: every dialable phone (consent, not do-not-call, debtor owing) got
     # its one attempt, including the second and third phones of debtors called before.
     with rig.store.engine.connect() as conn:
@@ -240,7 +247,7 @@ async def test_calls_longer_than_the_maximum_are_hung_up(tmp_path: Path) -> None
 
 
 async def test_originates_never_exceed_the_carriers_call_setup_cap(tmp_path: Path) -> None:
-    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=30, agents=12)
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", [_sim()], debtors=15, agents=12)
     # 0.02 setups per simulated second is 4 per wall second at this time scale.
     rig.engine.config = dataclasses.replace(
         rig.config, dialing=dataclasses.replace(rig.config.dialing, max_originates_per_s=0.02)
@@ -253,7 +260,7 @@ async def test_originates_never_exceed_the_carriers_call_setup_cap(tmp_path: Pat
     finally:
         rig.store.close()
         await rig.sim.close()
-    assert len(dialed) >= 20
+    assert len(dialed) >= 10
     # Twelve agents ready at once would take twelve calls in the first tick without the cap.
     busiest = max(
         sum(1 for t in dialed if start <= t < start + timedelta(seconds=1)) for start in dialed

@@ -206,6 +206,10 @@ def _on_varset(call: Call, event: VarSet, now: float) -> list[Effect]:
         call.agent_id = event.value or None
     elif event.variable == "RECORDING_FILE":
         call.recording_file = event.value or None
+    elif event.variable == "MIXMONITOR_FILENAME" and event.value:
+        # MixMonitor's own word for where it writes: absolute even when the dialer gave a path
+        # relative to Asterisk's monitor folder.
+        call.recording_file = event.value
     return []
 
 

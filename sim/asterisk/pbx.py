@@ -135,6 +135,8 @@ class PbxConfig:
     agi_grace_secs: float = 2.0
     sound_secs: float = 2.0  # length of any sound file a FastAGI script plays
     seed: int = 0
+    # Asterisk's <astspooldir>/monitor: where MixMonitor puts a recording named relatively.
+    monitor_dir: str = "/var/spool/asterisk/monitor"
 
 
 @dataclass(slots=True)
@@ -833,6 +835,9 @@ class Pbx:
             if var.get("RECORD") == "1":
                 recording = var.get("RECORDING_FILE", "")
                 self._app(one, 12, "MixMonitor", f"{recording},b")
+                if recording and not recording.startswith("/"):
+                    # As app_mixmonitor does: relative names live in the monitor folder.
+                    recording = f"{self.config.monitor_dir}/{recording}"
                 self.set_variable(one, "MIXMONITOR_FILENAME", recording)
                 self.mixmonitor(one, True)
             await self._dial_agent(call, var["TARGET_CHANNEL"])
