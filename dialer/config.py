@@ -55,7 +55,8 @@ class AmiServerConfig:
 @dataclass(frozen=True)
 class AmiConfig:
     servers: tuple[AmiServerConfig, ...] = (AmiServerConfig(),)
-    connect_timeout_s: float = 5.0
+    # TCP connect, banner and Login reply, each: a loopback or LAN Asterisk answers in ms.
+    connect_timeout_s: float = 2.0
     action_timeout_s: float = 10.0
     ping_interval_s: float = 20.0
     # After a drop, reconnect tries are spaced by a random delay (full jitter, so that many nodes

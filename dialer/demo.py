@@ -32,7 +32,7 @@ from dialer.config import (
 )
 from dialer.importer import import_csv
 from dialer.portfolio import write_sample_portfolio
-from dialer.run import install_stop_signals, run_campaign
+from dialer.run import StopSignals, run_campaign
 from dialer.store.db import open_store
 from dialer.summary import CampaignSummary, print_summary
 from sim.asterisk.ami import AmiConfig as SimAmiConfig
@@ -124,7 +124,8 @@ async def run_demo(
                 file=sys.stderr,
             )
         stop = asyncio.Event()
-        install_stop_signals(stop)
+        signals = StopSignals(stop)
+        signals.install()
         summary = await run_campaign(
             config,
             store,
@@ -132,6 +133,7 @@ async def run_demo(
             stop=stop,
             show_progress=show_progress,
             wallclock=simulated_clock(business_afternoon(), time_scale),
+            signals=signals,
         )
     finally:
         store.close()

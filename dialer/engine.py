@@ -37,6 +37,7 @@ from dialer.calls.state import (
     Effect,
     Ended,
     end_call,
+    failed_without_channels,
 )
 from dialer.calls.table import CallTable
 from dialer.config import AmiServerConfig, Config
@@ -544,7 +545,10 @@ class CampaignEngine:
         longest = self._wall(self.config.dialing.max_call_s)
         for live in self.live.values():
             call = live.call
-            if (
+            failed = failed_without_channels(call, now)
+            if failed is not None:
+                self._apply_effects(live, [failed])
+            elif (
                 call.state is CallState.ORIGINATING
                 and not call.seen_channel
                 and now - call.dialed_at > limit
@@ -920,7 +924,7 @@ class CampaignEngine:
                     dialed_at=now_dt,
                     reservation_id=decision.reservation_id,
                 )
-                for candidate, _, server, uid in going
+                for candidate, decision, server, uid in going
             ],
         )
         for (candidate, decision, server, uid), attempt_id in zip(going, attempt_ids, strict=True):
@@ -1112,10 +1116,11 @@ class CampaignEngine:
             )
         self.pacer.observe(self._pacing_outcome(call, effect))
         call_log(log, self.campaign_id, call.attempt_id).info(
-            "= ended %s%s cause=%s",
+            "= ended %s%s cause=%s (causes of its channels: %s)",
             effect.outcome.value,
             " (abandoned)" if effect.abandoned else "",
             effect.hangup_cause,
+            sorted(call.causes.values()),  # not the channel names: they carry the number
         )
 
     def _recording_path(self, call: Call) -> str | None:

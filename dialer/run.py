@@ -7,9 +7,11 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from dialer.config import Config, load_config
 from dialer.engine import AttemptGate, CampaignEngine
@@ -17,7 +19,13 @@ from dialer.gates import ComplianceGate, build_guard
 from dialer.store import attempts as repo
 from dialer.store import campaigns
 from dialer.store.db import Store, open_store
-from dialer.summary import CampaignSummary, print_summary, progress_line, summarize
+from dialer.summary import (
+    CampaignSummary,
+    mark_run_start,
+    print_summary,
+    progress_line,
+    summarize,
+)
 from pacing.errors import SnapshotError
 from pacing.models import PacingSettings
 from pacing.service import make_pacer
@@ -41,6 +49,7 @@ async def run_campaign(
     show_progress: bool,
     gate: AttemptGate | None = None,
     wallclock: Callable[[], datetime] | None = None,
+    signals: StopSignals | None = None,
 ) -> CampaignSummary:
     """Run one campaign to the end (list exhausted) or until `stop` is set; summarise it.
 
@@ -80,19 +89,47 @@ async def run_campaign(
         gate=gate,
         wallclock=wallclock or (lambda: datetime.now(UTC)),
     )
+    if signals is not None:
+        signals.engine = engine
     # What is loaded by now (libraries, numbering plans, rule sets, restored statistics) lives
     # as long as the process: keep the cyclic garbage collector from rescanning it all the time.
     gc.collect()
     gc.freeze()
+    # The summary tells this run's attempts from earlier runs' by where the attempt ids stand now.
+    start = mark_run_start(store, campaign_id, config.node_id)
     await engine.run(stop, progress_line if show_progress else None)
-    return summarize(engine, campaign_name)
+    return summarize(engine, campaign_name, start)
 
 
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """Ctrl-C / SIGTERM: stop dialling, let calls in progress finish, exit cleanly."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+class StopSignals:
+    """Ctrl-C / SIGTERM: the first stops dialling and lets the calls in progress end (saying how
+    many it waits for); the second hangs them up, and the run ends as soon as they are gone."""
+
+    def __init__(self, stop: asyncio.Event, out: TextIO = sys.stderr) -> None:
+        self.stop = stop
+        self.out = out
+        self.engine: CampaignEngine | None = None
+        self.received = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.signalled)
+
+    def signalled(self) -> None:
+        self.received += 1
+        in_progress = len(self.engine.live) if self.engine is not None else 0
+        if self.received == 1:
+            self.stop.set()
+            print(
+                f"stopping: no new calls; waiting for {in_progress} call(s) in progress to end "
+                "(send the signal again to hang them up)",
+                file=self.out,
+                flush=True,
+            )
+        else:
+            asked = self.engine.hang_up_all() if self.engine is not None else 0
+            print(f"hanging up {asked} call(s) in progress", file=self.out, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,13 +138,15 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> CampaignSummary:
         stop = asyncio.Event()
-        install_stop_signals(stop)
+        signals = StopSignals(stop)
+        signals.install()
         return await run_campaign(
             config,
             store,
             campaign_name=args.campaign or config.campaign.name,
             stop=stop,
             show_progress=not args.quiet,
+            signals=signals,
         )
 
     try:

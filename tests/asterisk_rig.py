@@ -46,39 +46,54 @@ def lab_number(index: int, behaviour: str) -> str:
 def write_portfolio(path: Path, numbers: list[str]) -> None:
     """One debtor per number, each owing a different amount (the hopper dials the largest
     balance first, so the order of `numbers` is the order of dialling)."""
+    header = [
+        "debtor_id",
+        "name",
+        "national_id",
+        "debt_id",
+        "principal",
+        "balance",
+        "currency",
+        "days_past_due",
+        "risk_score",
+        "phone",
+        "phone_type",
+        "phone_source",
+        "consent",
+        "timezone",
+        "address_line1",
+        "city",
+        "region",
+        "postal_code",
+        "country",
+    ]
     with path.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(
-            [
-                "debtor_id",
-                "name",
-                "debt_id",
-                "balance",
-                "currency",
-                "days_past_due",
-                "phone",
-                "phone_type",
-                "consent",
-                "timezone",
-                "country",
-            ]
-        )
+        out = csv.DictWriter(fh, header)
+        out.writeheader()
         for i, number in enumerate(numbers):
             balance = f"{1000 - i}.00"
             out.writerow(
-                [
-                    f"D{i}",
-                    f"Debtor {i}",
-                    f"A{i}",
-                    balance,
-                    "USD",
-                    40,
-                    number,
-                    "mobile",
-                    "yes",
-                    "America/New_York",
-                    "US",
-                ]
+                {
+                    "debtor_id": f"D{i}",
+                    "name": f"Debtor {i}",
+                    "national_id": f"900-00-{i:04d}",
+                    "debt_id": f"A{i}",
+                    "principal": balance,
+                    "balance": balance,
+                    "currency": "USD",
+                    "days_past_due": 40,
+                    "risk_score": 500,
+                    "phone": number,
+                    "phone_type": "mobile",
+                    "phone_source": "application",
+                    "consent": "yes",
+                    "timezone": "America/New_York",
+                    "address_line1": f"{i} Main St",
+                    "city": "New York",
+                    "region": "NY",
+                    "postal_code": "10001",
+                    "country": "US",
+                }
             )
 
 

@@ -144,7 +144,7 @@ async def test_ami_drop_and_asterisk_restart_mid_campaign_dial_nobody_twice(
     lab = asterisk_lab()
     cable = AmiCable(lab.ports.ami)
     await cable.start()
-    behaviours = [HUMAN, BUSY, SHORT_CALL, CONGESTION, UNALLOCATED, HUMAN, BUSY]
+    behaviours = [HUMAN, BUSY, SHORT_CALL, CONGESTION, UNALLOCATED]
     numbers = [lab_number(i, b) for i in range(3) for b in behaviours]
     dialer = lab_dialer(tmp_path, lab, numbers, agents=3, talk_secs=1, ami_port=cable.port)
     try:

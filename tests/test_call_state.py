@@ -9,7 +9,13 @@ import pytest
 from dialer.ami.protocol import Message
 from dialer.ami.traces import read_trace
 from dialer.calls.models import Outcome
-from dialer.calls.state import Call, CallState, Ended
+from dialer.calls.state import (
+    CHANNEL_EVENTS_GRACE_S,
+    Call,
+    CallState,
+    Ended,
+    failed_without_channels,
+)
 from dialer.calls.table import CallTable
 
 
@@ -173,3 +179,58 @@ def test_call_adopted_after_lost_events_is_not_called_answered_unless_it_was() -
         )
     assert call.state is CallState.ENDED
     assert call.outcome is Outcome.NO_ANSWER
+
+
+def _reordered(path: Path) -> list[tuple[str, float, Message]]:
+    """The capture with its OriginateResponse moved before the call's first channel event, as
+    a real Asterisk 20 sometimes delivers them (the response comes from the dialling thread,
+    channel events through the message bus)."""
+    items = [(i.direction, i.at, i.message) for i in read_trace(path)]
+    response = next(x for x in items if x[2].get("Event") == "OriginateResponse")
+    items.remove(response)
+    first_channel = next(
+        n for n, x in enumerate(items) if x[0] == "S>C" and x[2].get("Event") == "Newchannel"
+    )
+    items.insert(first_channel, response)
+    return items
+
+
+def test_failure_reported_before_its_channels_still_gets_its_cause(traces_dir: Path) -> None:
+    table = CallTable()
+    call: Call | None = None
+    ended: list[Ended] = []
+    for direction, at, msg in _reordered(traces_dir / "ami_originate_busy_channelid.log"):
+        if direction == "C>S":
+            if msg.action == "Originate":
+                call = Call(1, msg.get("ChannelId") or "", "ast1", at)
+                call.originate_action_id = msg.action_id
+                table.add(call)
+            continue
+        result = table.dispatch(msg, at)
+        if result is not None:
+            ended += [e for e in result[1] if isinstance(e, Ended)]
+            if msg.get("Event") == "OriginateResponse":
+                assert ended == [], "a failure must wait for its channels' causes"
+    assert call is not None and len(ended) == 1
+    assert ended[0].outcome is Outcome.BUSY
+    assert ended[0].hangup_cause == 17
+
+
+def test_failure_whose_channels_never_show_ends_after_the_grace() -> None:
+    call = Call(1, "dlr-x", "ast1", 0.0)
+    table = CallTable()
+    table.add(call)
+    failure = Message(
+        {
+            "Event": "OriginateResponse",
+            "Response": "Failure",
+            "Channel": "Bogus/123",
+            "Reason": "0",
+            "Uniqueid": "dlr-x",
+        }
+    )
+    result = table.dispatch(failure, 10.0)
+    assert result is not None and result[1] == []
+    assert failed_without_channels(call, 10.0 + CHANNEL_EVENTS_GRACE_S / 2) is None
+    late = failed_without_channels(call, 10.0 + CHANNEL_EVENTS_GRACE_S)
+    assert late is not None and late.outcome is Outcome.FAILED

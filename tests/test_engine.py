@@ -137,6 +137,11 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
     assert totals.connected <= totals.answered
     assert totals.abandoned <= totals.answered
     assert rig.engine.stats.resyncs == 0
+    # Each attempt row names its own reservation, the one its outcome was booked against.
+    with rig.store.engine.connect() as conn:
+        reservations = list(conn.execute(sa.select(CallAttempt.reservation_id)).scalars())
+    assert len(set(reservations)) == len(rows)
+    assert set(reservations) == {r for r, _, _ in rig.gate.outcomes}
     # The dialer named recordings relative to Asterisk's monitor folder; the rows hold the
     # absolute path MixMonitor reported back.
     with rig.store.engine.connect() as conn:

@@ -112,6 +112,7 @@ async def test_killed_dialer_restarts_with_every_attempt_consistent(
         await first.wait()
         stuck = [r for r in _rows(url) if r.status != "ended"]
         assert stuck, "the kill should leave calls in progress for the restart to reconcile"
+        left_by_first = len(_rows(url))
 
         second = await _start(config)
         out, err = await second.communicate()
@@ -125,7 +126,9 @@ async def test_killed_dialer_restarts_with_every_attempt_consistent(
     # rows, never dials them again.
     assert sim.stats()["originates"] <= len(rows)
     summary = json.loads(out.decode().strip().splitlines()[-1])
-    assert summary["attempts"] == len(rows)
+    # The restart reports what it placed; the killed run's attempts are in the campaign's totals.
+    assert summary["attempts"] == len(rows) - left_by_first
+    assert summary["campaign_totals"]["attempts"] == len(rows)
     # The compliance ledger lives in the same database by default: it survived the kill.
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -160,3 +163,42 @@ async def test_sigterm_stops_dialling_lets_calls_finish_and_exits_cleanly(
         "machine",
         "failed",
     }
+
+
+async def _line_with(stream: asyncio.StreamReader, text: str) -> str:
+    """The first line of `stream` containing `text` (log lines may come before it)."""
+    while line := (await stream.readline()).decode():
+        if text in line:
+            return line
+    raise AssertionError(f"the process never said {text!r}")
+
+
+async def test_first_sigterm_says_what_it_waits_for_and_the_second_hangs_up(
+    tmp_path: Path,
+) -> None:
+    # Conversations of about 50 simulated minutes: a minute of real time each at this scale.
+    sim = AsteriskSim(
+        AmiConfig(port=0),
+        PbxConfig(time_scale=SCALE, seed=11, agi_grace_secs=0.2),
+        debtors=SeededDebtors(seed=11, talk_median_secs=3000.0),
+    )
+    await sim.start()
+    try:
+        config, url = _setup(tmp_path, sim, debtors=30)
+        async with asyncio.timeout(60):
+            proc = await _start(config)
+            assert proc.stderr is not None
+            while not [r for r in _rows(url) if r.status == "connected"]:
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            said = await _line_with(proc.stderr, "stopping:")
+            assert "waiting for" in said and "call(s) in progress" in said
+            assert "again to hang them up" in said
+            proc.send_signal(signal.SIGTERM)
+            await _line_with(proc.stderr, "hanging up")
+            _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    finally:
+        await sim.close()
+    rows = _rows(url)
+    assert rows and [r for r in rows if r.status != "ended"] == []

@@ -12,7 +12,8 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from dialer.ami.client import (
@@ -48,13 +49,27 @@ EventHandler = Callable[[str, Message], None]
 StateHandler = Callable[[str, LinkState], None]
 
 
-def backoff_delays(minimum: float, maximum: float, rng: random.Random) -> Iterable[float]:
-    """Full-jitter exponential backoff: uniform(0, min(max, minimum * 2**n)), never below minimum/2."""
-    attempt = 0
+Sleep = Callable[[float], Awaitable[None]]
+
+# Below this, a retry loop against a refusing server would be a tight loop whatever the config.
+_MIN_DELAY_S = 0.01
+
+
+def backoff_delays(minimum: float, maximum: float, rng: random.Random) -> Iterator[float]:
+    """Capped exponential backoff with full jitter, for reconnecting to a server.
+
+    The n-th delay (from 0) is drawn uniformly between half the first ceiling and
+    min(maximum, minimum * 2**n): the first retry comes within `minimum`, none waits longer than
+    `maximum`, none comes sooner than minimum/2 (no tight loop), and nodes with different random
+    sources spread their tries over the whole range instead of reconnecting together.
+    """
+    first = max(_MIN_DELAY_S, min(minimum, maximum))
+    cap = max(first, maximum)
+    floor = first / 2
+    ceiling = first
     while True:
-        cap = min(maximum, minimum * (2**attempt))
-        yield max(minimum / 2, rng.uniform(0, cap))
-        attempt += 1
+        yield rng.uniform(floor, ceiling)
+        ceiling = min(cap, ceiling * 2)
 
 
 class AmiConnection:
@@ -69,12 +84,18 @@ class AmiConnection:
         on_state: StateHandler,
         rng: random.Random | None = None,
         id_prefix: str = "dlr",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.server = server
         self._settings = settings
         self._on_event = on_event
         self._on_state = on_state
         self._rng = rng or random.Random()
+        # How long a session lasted, and how the reconnect loop waits (tests inject virtual ones).
+        self._clock = clock
+        self._sleep = sleep
+        self._up_since: float | None = None
         self._id_prefix = id_prefix
         self._core = AmiClientCore(ActionIds(f"{id_prefix}-{server.name}-0"))
         self._futures: dict[str, asyncio.Future[Reply]] = {}
@@ -107,6 +128,7 @@ class AmiConnection:
         log.info("= ami %s %s -> %s", self.server.name, self._state.value, new.value)
         self._state = new
         if new is LinkState.UP:
+            self._up_since = self._clock()
             self._up.set()
         else:
             self._up.clear()
@@ -116,21 +138,21 @@ class AmiConnection:
             log.exception("x ami %s: state handler failed", self.server.name)
 
     async def run(self) -> None:
-        """Connect, log in, read; on a drop, back off with jitter and do it again. Until close()."""
-        delays = iter(
-            backoff_delays(
-                self._settings.reconnect_min_s, self._settings.reconnect_max_s, self._rng
-            )
-        )
+        """Connect, log in, read; on a drop, back off with jitter and do it again. Until close().
+
+        Connection errors, timeouts and drops are retried, after at most `reconnect_max_s`, so a
+        restarted Asterisk is back in use within that long of listening again. A refused login
+        (wrong secret) is fatal: it raises AmiAuthenticationError and is never retried. A session
+        that stayed up at least `reconnect_max_s` starts the backoff afresh, so the first retry
+        after a drop comes within `reconnect_min_s`; a server that drops us right after each login
+        keeps the longer delays.
+        """
+        delays = self._new_backoff()
         while not self._closing:
             self._set_state(LinkState.CONNECTING)
+            self._up_since = None
             try:
                 await self._session_once()
-                delays = iter(
-                    backoff_delays(
-                        self._settings.reconnect_min_s, self._settings.reconnect_max_s, self._rng
-                    )
-                )
             except AmiAuthenticationError:
                 log.error(
                     "x ami %s: authentication failed for user %r; not retrying",
@@ -145,12 +167,22 @@ class AmiConnection:
                 self._drop_session()
             if self._closing:
                 break
+            if (
+                self._up_since is not None
+                and self._clock() - self._up_since >= self._settings.reconnect_max_s
+            ):
+                delays = self._new_backoff()
             self._set_state(LinkState.DOWN)
             self.reconnects += 1
             delay = next(delays)
             log.info("ami %s: reconnecting in %.2fs", self.server.name, delay)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         self._set_state(LinkState.CLOSED)
+
+    def _new_backoff(self) -> Iterator[float]:
+        return backoff_delays(
+            self._settings.reconnect_min_s, self._settings.reconnect_max_s, self._rng
+        )
 
     async def _session_once(self) -> None:
         async with asyncio.timeout(self._settings.connect_timeout_s):
@@ -173,6 +205,10 @@ class AmiConnection:
                 ],
                 check=False,
                 require_up=False,
+                # A live Asterisk answers a Login in milliseconds; one that is shutting down
+                # still accepts the TCP connection and never answers. Give up as fast as on a
+                # refused connection, and try again.
+                timeout=self._settings.connect_timeout_s,
             )
             if not reply.ok:
                 raise AmiAuthenticationError(

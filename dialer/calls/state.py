@@ -88,6 +88,7 @@ class Call:
     state: CallState = CallState.ORIGINATING
     originate_action_id: str | None = None
     originate_result: str | None = None  # "Success" | "Failure"
+    originate_result_at: float | None = None
     reason: int | None = None
     answered_at: float | None = None
     greeting_done_at: float | None = None  # AMD verdict time: the 2 s rule runs from here
@@ -186,6 +187,7 @@ def _on_dial_progress(call: Call, event: DialProgress, now: float) -> list[Effec
 
 def _on_originate_response(call: Call, event: OriginateResponse, now: float) -> list[Effect]:
     call.originate_result = "Success" if event.success else "Failure"
+    call.originate_result_at = now
     call.reason = event.reason
     if event.success:
         if call.channel is None:
@@ -234,9 +236,32 @@ def _on_hangup(call: Call, event: Hangup) -> list[Effect]:
 def _maybe_end(call: Call, now: float) -> list[Effect]:
     if call.live_channels or (call.originate_result is None and not call.adopted):
         return []
-    if call.originate_result == "Success" and not call.seen_channel:
-        return []  # channel events still to come
+    if call.originate_result is not None and not call.seen_channel:
+        # Channel events still to come: Asterisk 20 sends OriginateResponse from the dialling
+        # thread but channel events through its message bus, so a call that fails at once can
+        # report its failure before its channels (seen on the real one: unallocated, congestion).
+        # The owner ends it after a grace without them (`failed_without_channels`).
+        return []
     return [end_call(call, now, classify(call))]
+
+
+# How long a failed Originate waits for channel events that may trail its OriginateResponse
+# (real seconds: Asterisk's own lag, a few milliseconds, not scaled by a simulator).
+CHANNEL_EVENTS_GRACE_S = 1.0
+
+
+def failed_without_channels(call: Call, now: float) -> Ended | None:
+    """The end of a failed Originate whose channels never showed within the grace (a channel
+    that could not be created at all, e.g. an unknown technology)."""
+    if (
+        call.state is CallState.ENDED
+        or call.originate_result != "Failure"
+        or call.seen_channel
+        or call.originate_result_at is None
+        or now - call.originate_result_at < CHANNEL_EVENTS_GRACE_S
+    ):
+        return None
+    return end_call(call, now, classify(call))
 
 
 def end_call(call: Call, now: float, outcome: Outcome) -> Ended:
