@@ -1,4 +1,5 @@
-"""`dialer sim`: run the simulated Asterisk standalone (AMI over TCP, optional control port)."""
+"""`dialer sim`: run the simulated Asterisk standalone (AMI over TCP, optional control port), or
+with `--sip` the PSTN behind a real Asterisk's trunk (SIPp playing sim/sip/carrier.xml)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+from pathlib import Path
+from types import FrameType
 
 from sim.asterisk import AmiConfig, AsteriskSim, PbxConfig
 from sim.behaviour import AgentModel, DebtorModel, OutcomeMix, SeededDebtors, SuffixDebtors
 from sim.control import ControlServer
+from sim.sip.carrier import BEHAVIOURS, CARRIER_SCENARIO, CarrierError, SippCarrier
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--verbose-events",
         action="store_true",
         help="also emit cosmetic events (NewCallerid, DeviceStateChange, ...)",
+    )
+    sip = parser.add_argument_group(
+        "SIP carrier", "instead of the simulator: the PSTN behind a real Asterisk's trunk (SIPp)"
+    )
+    sip.add_argument(
+        "--sip",
+        action="store_true",
+        help="run the SIPp carrier that answers the calls of Asterisk's `trunk` by number",
+    )
+    sip.add_argument("--sip-port", type=int, default=5090, help="UDP port of the carrier")
+    sip.add_argument(
+        "--sip-logs",
+        type=Path,
+        default=None,
+        help="folder for SIPp's per-call log, statistics and errors (default: a temporary one)",
     )
 
 
@@ -102,7 +122,56 @@ async def serve(args: argparse.Namespace, ready: asyncio.Event | None = None) ->
         await sim.close()
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_carrier(args: argparse.Namespace) -> int:
+    """`dialer sim --sip`: SIPp on loopback until SIGINT (Ctrl-C), SIGTERM or SIGHUP; then SIPp
+    is stopped too."""
+    carrier = SippCarrier(args.sip_port, host=args.host, workdir=args.sip_logs, stats_every_s=60)
+    # SIGINT too: a shell that starts us in the background leaves SIGINT ignored
+    stop_on = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stop_on}
+    try:
+        carrier.start()
+        print(
+            f"SIP carrier (SIPp, {CARRIER_SCENARIO.name}) on udp {carrier.host}:{carrier.port}\n"
+            f"  point Asterisk's trunk at it: remote_hosts = {carrier.host}:{carrier.port} "
+            "(asterisk-conf/pjsip_wizard.conf),\n"
+            '  and the dialer at the trunk: channel_template = "PJSIP/{number}@trunk"\n'
+            f"  per-call log: {carrier.log_path}\n"
+            "what a number does (its last digits; E.164 without '+'):",
+            flush=True,
+        )
+        width = max(len(pattern) for pattern, _ in BEHAVIOURS)
+        for pattern, behaviour in BEHAVIOURS:
+            print(f"  {pattern:<{width}}  {behaviour}", flush=True)
+        code = carrier.wait()
+        log.error("x SIP carrier: sipp exited (%s); see %s", code, carrier.workdir)
+        return 1
+    except CarrierError as exc:
+        log.error("x SIP carrier: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        carrier.stop()
+        stats = carrier.stats()
+        if stats:
+            print(
+                f"calls: {stats.get('TotalCallCreated', '?')} created, "
+                f"{stats.get('SuccessfulCall(C)', '?')} completed, "
+                f"{stats.get('FailedCall(C)', '?')} failed",
+                flush=True,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.sip:
+        return run_carrier(args)
     if args.time_scale <= 0:
         log.error("x --time-scale must be > 0, got %s", args.time_scale)
         return 2

@@ -3,13 +3,15 @@
 For the integration tests, `dialer bench asterisk` and an engineer's lab. Every instance lives
 in a folder of its own (config, sounds, spool, logs, control socket), so it never touches
 `/opt/asterisk/etc` and two can run side by side. The shipped files are copied unchanged but
-for the listening ports (AMI, SIP), which the lab chooses so that it never meets another
-Asterisk on this host; test-only contexts go in a file of their own, included at the end.
+for the listening ports (AMI, SIP) and the port of the SIPp carrier behind the trunk, which the
+lab chooses so that it never meets another Asterisk or carrier on this host; test-only contexts
+go in a file of their own, included at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -52,10 +54,14 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class LabPorts:
     ami: int
     sip: int
+    # Where the trunk sends its calls: the SIPp carrier (`sim.sip.carrier`) listens there.
+    carrier: int = 5090
 
     @classmethod
     def pick(cls) -> LabPorts:
-        return cls(ami=free_port(), sip=free_port(socket.SOCK_DGRAM))
+        return cls(
+            ami=free_port(), sip=free_port(socket.SOCK_DGRAM), carrier=free_port(socket.SOCK_DGRAM)
+        )
 
 
 def manager_secret(conf_dir: Path, user: str = "dialer") -> str:
@@ -70,12 +76,16 @@ def manager_secret(conf_dir: Path, user: str = "dialer") -> str:
     raise LabError(f"{conf_dir / 'manager.conf'}: no secret for [{user}]")
 
 
-# The only lines the lab changes in the shipped files: where Asterisk listens.
-_PORT_LINES = {
-    "manager.conf": (re.compile(r"^port\s*=\s*\d+\s*$", re.M), "port = {ami}"),
-    "pjsip.conf": (
-        re.compile(r"^bind\s*=\s*[0-9.]+:5060\s*$", re.M),
-        "bind = 127.0.0.1:{sip}",
+# The only lines the lab changes in the shipped files: where Asterisk listens, and where its
+# trunk reaches the carrier. Each rule must match exactly one line of its file.
+_PORT_LINES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    "manager.conf": ((re.compile(r"^port\s*=\s*\d+\s*$", re.M), "port = {ami}"),),
+    "pjsip.conf": ((re.compile(r"^bind\s*=\s*[0-9.]+:5060\s*$", re.M), "bind = 127.0.0.1:{sip}"),),
+    "pjsip_wizard.conf": (
+        (
+            re.compile(r"^remote_hosts\s*=\s*127\.0\.0\.1:5090\s*$", re.M),
+            "remote_hosts = 127.0.0.1:{carrier}",
+        ),
     ),
 }
 
@@ -118,12 +128,12 @@ class AsteriskLab:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for src in sorted(self.conf_dir.glob("*.conf")):
             text = src.read_text(encoding="utf-8")
-            rule = _PORT_LINES.get(src.name)
-            if rule is not None:
-                pattern, line = rule
-                text, n = pattern.subn(line.format(ami=self.ports.ami, sip=self.ports.sip), text)
+            for pattern, line in _PORT_LINES.get(src.name, ()):
+                text, n = pattern.subn(line.format(**dataclasses.asdict(self.ports)), text)
                 if n != 1:
-                    raise LabError(f"{src}: expected one listening line to adapt, found {n}")
+                    raise LabError(
+                        f"{src}: expected one line matching {pattern.pattern!r} to adapt, found {n}"
+                    )
             if src.name == "extensions.conf" and self.extra_dialplan:
                 text += "\n#include extensions-lab.conf\n"
             if src.name == "pjsip.conf" and self.extra_pjsip:
