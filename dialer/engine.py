@@ -233,6 +233,7 @@ class EngineStats:
     adopted: int = 0
     resyncs: int = 0
     hung_up_too_long: int = 0
+    ami_events: int = 0
     ended: int = 0
     talk_seconds: float = 0.0  # agent talk time (simulated seconds under a time scale)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -781,7 +782,9 @@ class CampaignEngine:
         if rate <= 0:
             return 1 << 30
         now = self.clock()
-        burst = max(1.0, rate * 0.25)  # about one tick's worth, never a second's
+        # Two ticks' worth: a tick spends whole calls, and the fraction left over must carry
+        # to the next one rather than be cut off by the cap (that loses a fifth at 10/s).
+        burst = max(1.0, rate * 0.5)
         self._cps_tokens = min(burst, self._cps_tokens + (now - self._cps_at) * rate)
         self._cps_at = now
         return int(self._cps_tokens)
@@ -974,7 +977,12 @@ class CampaignEngine:
             self._never_placed(live)
             return
         self.table.bind_action(live.call, action_id)
-        clog.info("> Originate %s via %s", mask_phone(live.candidate.e164), server.name)
+        clog.info(
+            "> Originate %s via %s as %s",
+            mask_phone(live.candidate.e164),
+            server.name,
+            live.call.linkedid,
+        )
         try:
             await reply
         except AmiActionError as exc:
@@ -1022,6 +1030,7 @@ class CampaignEngine:
     # ----- events -----
 
     def _on_event(self, server: str, msg: Message) -> None:
+        self.stats.ami_events += 1
         result = self.table.dispatch(msg, self.clock())
         if result is None:
             return
