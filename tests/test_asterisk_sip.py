@@ -375,6 +375,9 @@ async def test_every_sip_refusal_is_booked_with_the_outcome_and_cause_a_collecto
     for number in numbers:
         row = rows[number]
         assert row.answered_at is None and row.agent_id is None
+        # Reason 0 for every refusal through the trunk (a Local pair says 5 for busy, 8 for
+        # congestion): the simulator's trunk calls copy this (tests/test_sim_ami.py).
+        assert row.reason == (3 if REFUSALS[number][2] == 487 else 0), number
 
 
 # Answered calls: (outcome, AMD verdict, codec of the answer, who hangs up, agent connected).

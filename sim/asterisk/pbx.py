@@ -669,9 +669,11 @@ class Pbx:
         reason, cause, status = (5, 17, "BUSY") if busy else (8, 34, "CONGESTION")
         label = "busy" if busy else "congestion"
         if two is None:
+            # A trunk channel (PJSIP) refused with 486 / 503: real Asterisk 20 answers the
+            # Originate with Reason 0, not 5 / 8 as for a Local pair; the cause tells (17 / 34).
             self.emit(self._dial_event("DialEnd", one, [("DialStatus", status)]))
             self.emit(channel_event("HangupRequest", one, [("Cause", str(cause))]))
-            self._finish(call, False, reason)
+            self._finish(call, False, 0)
             self._record(call, label)
             self._gone(one, cause)
             return
@@ -704,7 +706,9 @@ class Pbx:
     def _ring_timeout(self, call: Call) -> None:
         """Originate Timeout expired while ringing: Reason 3, cause 19, and no DialEnd (fact 18)."""
         one, two = call.one, call.two
-        self.emit(channel_event("HangupRequest", two or one, [("Cause", "19")]))
+        if two is not None:
+            # A trunk channel gets no HangupRequest first (real Asterisk 20, PJSIP).
+            self.emit(channel_event("HangupRequest", two, [("Cause", "19")]))
         self._finish(call, False, 3)
         self._record(call, "no_answer")
         if two is not None:
