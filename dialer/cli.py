@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.cli", "run the Asterisk simulator standalone (AMI on TCP)"),
     "doctor": ("dialer.doctor", "check the environment: database, AMI, Redis, ASR models"),
     "campaign": ("dialer.campaign_cli", "inspect and change campaigns while they run"),
+    "asterisk": ("dialer.asterisk_check", "check an Asterisk config folder against the dialer's"),
     "compliance": (
         "compliance_guard.cli",
         "check calls against rules, verify and replay the audit",
@@ -33,6 +34,10 @@ BENCHES: dict[str, tuple[str, str]] = {
     "pacing": ("sim.bench_pacing", "pacing algorithms over simulated days"),
     "compliance": ("compliance_guard.bench", "check-and-reserve throughput and latency"),
     "store": ("dialer.store.bench", "import throughput and attempt writes vs bare baselines"),
+    "asterisk": (
+        "dialer.bench_asterisk",
+        "call setups/s and calls held through a real Asterisk's PJSIP trunk to SIPp",
+    ),
 }
 
 

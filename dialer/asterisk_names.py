@@ -1,0 +1,87 @@
+"""Names the dialer and the Asterisk configs share: channel variables, AMI classes, the AGI script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class SetBy(Enum):
+    ORIGINATE = "the dialer, as Originate Variable: headers"
+    CONNECT = "the dialer's FastAGI connect script"
+    ASTERISK = "an Asterisk application in the dialplan"
+
+
+@dataclass(frozen=True)
+class ChannelVariable:
+    name: str
+    set_by: SetBy
+    # True: dialer-connect must act on it (the call flow breaks without it); False: echoed in
+    # logs only, so a dialplan that never reads it is merely less informative.
+    drives_dialplan: bool
+    # For SetBy.ASTERISK: the dialplan application that sets it.
+    application: str = ""
+
+
+CHANNEL_VARIABLES: tuple[ChannelVariable, ...] = (
+    ChannelVariable("ATTEMPT_ID", SetBy.ORIGINATE, drives_dialplan=False),
+    ChannelVariable("CAMPAIGN_ID", SetBy.ORIGINATE, drives_dialplan=False),
+    ChannelVariable("LEAD_ID", SetBy.ORIGINATE, drives_dialplan=False),
+    ChannelVariable("USE_AMD", SetBy.ORIGINATE, drives_dialplan=True),
+    ChannelVariable("RECORD", SetBy.ORIGINATE, drives_dialplan=True),
+    ChannelVariable("DIALER_AGI", SetBy.ORIGINATE, drives_dialplan=True),
+    ChannelVariable("ROUTE", SetBy.CONNECT, drives_dialplan=True),
+    ChannelVariable("TARGET_CHANNEL", SetBy.CONNECT, drives_dialplan=True),
+    ChannelVariable("TARGET_AGENT", SetBy.CONNECT, drives_dialplan=False),
+    ChannelVariable("RECORDING_FILE", SetBy.CONNECT, drives_dialplan=True),
+    # Read back by the dialer (VarSet events, Getvar after a reconnect).
+    ChannelVariable("AMDSTATUS", SetBy.ASTERISK, drives_dialplan=True, application="AMD"),
+    ChannelVariable(
+        "MIXMONITOR_FILENAME", SetBy.ASTERISK, drives_dialplan=False, application="MixMonitor"
+    ),
+)
+
+# The dialer's side of the contract: what extensions.conf's header table documents.
+DIALER_SET_VARIABLES: tuple[str, ...] = tuple(
+    v.name for v in CHANNEL_VARIABLES if v.set_by is not SetBy.ASTERISK
+)
+
+# The FastAGI script dialer-connect runs: AGI(${DIALER_AGI}/connect?...).
+CONNECT_SCRIPT = "connect"
+# The [globals] variable dialer-connect falls back to when an Originate carries no DIALER_AGI.
+AGI_DEFAULT_GLOBAL = "DIALER_AGI_DEFAULT"
+FASTAGI_DEFAULT_PORT = 4573
+
+# AMI actions the dialer sends -> the manager.conf write classes that allow each (any one of
+# them; Asterisk 20 manager.c / res_pjsip*). The first class is the one manager.conf grants.
+ACTION_CLASSES: dict[str, tuple[str, ...]] = {
+    "Originate": ("originate",),
+    "Hangup": ("call", "system"),
+    "Getvar": ("call", "reporting"),
+    "CoreShowChannels": ("reporting", "system"),
+    # `dialer doctor`: the trunk's contacts and registration
+    "PJSIPShowEndpoint": ("system",),
+    "PJSIPShowRegistrationsOutbound": ("system", "reporting"),
+}
+
+# AMI events the dialer acts on (dialer/ami/events.py, dialer/calls/table.py) -> read class.
+EVENT_CLASSES: dict[str, str] = {
+    "Newchannel": "call",
+    "Newstate": "call",
+    "DialState": "call",
+    "DialEnd": "call",
+    "OriginateResponse": "call",
+    "BridgeEnter": "call",
+    "Hangup": "call",
+    "VarSet": "dialplan",
+}
+
+
+def required_write_classes() -> tuple[str, ...]:
+    """The write= classes manager.conf grants the dialer's user: one per action, in order."""
+    return tuple(dict.fromkeys(classes[0] for classes in ACTION_CLASSES.values()))
+
+
+def required_read_classes() -> tuple[str, ...]:
+    """The read= classes that let every event the dialer acts on through."""
+    return tuple(dict.fromkeys(EVENT_CLASSES.values()))
