@@ -126,7 +126,7 @@ async def agi_port() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-@pytest.mark.parametrize("scenario", ["busy", "busy_channelid", "noanswer"])
+@pytest.mark.parametrize("scenario", ["busy", "busy_channelid", "noanswer", "pjsip_busy"])
 async def test_failed_originate_replays_like_the_capture(traces_dir: Path, scenario: str) -> None:
     action, variables, captured = captured_call(traces_dir / f"ami_originate_{scenario}.log")
     names = {v.partition("=")[0] for v in variables}

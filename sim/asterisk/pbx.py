@@ -671,8 +671,9 @@ class Pbx:
         if two is None:
             # A trunk channel (PJSIP) refused with 486 / 503: real Asterisk 20 answers the
             # Originate with Reason 0, not 5 / 8 as for a Local pair; the cause tells (17 / 34).
-            self.emit(self._dial_event("DialEnd", one, [("DialStatus", status)]))
+            # ...and says HangupRequest before DialEnd (sim/traces/ami_originate_pjsip_busy.log).
             self.emit(channel_event("HangupRequest", one, [("Cause", str(cause))]))
+            self.emit(self._dial_event("DialEnd", one, [("DialStatus", status)]))
             self._finish(call, False, 0)
             self._record(call, label)
             self._gone(one, cause)
