@@ -12,15 +12,10 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from dialer.calls.models import SUMMARY_OUTCOMES, Outcome
 from dialer.engine import CampaignEngine, Snapshot
-from dialer.errors import StoreError
 from dialer.store import attempts as repo
-from dialer.store.db import Store, error_reason
-from dialer.store.models import CallAttempt
+from dialer.store.db import Store
 
 
 @dataclass(frozen=True)
@@ -85,12 +80,7 @@ class CampaignSummary:
 
 def mark_run_start(store: Store, campaign_id: int, node_id: str) -> RunStart:
     """Call before the engine writes its first attempt: what `summarize` counts from."""
-    try:
-        with store.begin() as conn:
-            last = conn.execute(select(func.max(CallAttempt.id))).scalar()
-    except SQLAlchemyError as exc:
-        raise StoreError(f"last attempt id: {error_reason(exc)}") from exc
-    return RunStart(campaign_id, node_id, int(last or 0))
+    return RunStart(campaign_id, node_id, repo.last_attempt_id(store))
 
 
 def _abandon_rate(abandoned: int, answered: int) -> float:
@@ -114,29 +104,10 @@ def _counts(
 
 def run_counts(store: Store, start: RunStart) -> AttemptCounts:
     """The attempts of the run that began at `start`: this node's, in this campaign, since."""
-    a = CallAttempt
-    mine = and_(
-        a.campaign_id == start.campaign_id,
-        a.node_id == start.node_id,
-        a.id > start.last_attempt_id,
+    totals = repo.campaign_totals(
+        store, start.campaign_id, node_id=start.node_id, after_attempt_id=start.last_attempt_id
     )
-    totals = select(
-        func.count(),
-        func.count(a.connected_at),
-        func.coalesce(func.sum(case((a.abandoned.is_(True), 1), else_=0)), 0),
-    ).where(mine)
-    outcomes = (
-        select(a.outcome, func.count()).where(mine, a.outcome.is_not(None)).group_by(a.outcome)
-    )
-    try:
-        with store.begin() as conn:
-            attempts, connected, abandoned = conn.execute(totals).one()
-            by_outcome = {str(k): int(v) for k, v in conn.execute(outcomes).all()}
-    except SQLAlchemyError as exc:
-        raise StoreError(
-            f"attempts of this run of campaign {start.campaign_id}: {error_reason(exc)}"
-        ) from exc
-    return _counts(int(attempts), int(connected), int(abandoned), by_outcome)
+    return _counts(totals.attempts, totals.connected, totals.abandoned, dict(totals.outcomes))
 
 
 def _campaign_totals(store: Store, campaign_id: int) -> CampaignTotals:

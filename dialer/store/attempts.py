@@ -518,9 +518,25 @@ def _seconds_between(store: Store, start: Any, end: Any) -> ColumnElement[Any]:
     return func.extract("epoch", end - start)
 
 
-def campaign_totals(store: Store, campaign_id: int) -> CampaignTotals:
-    """Counts for the campaign summary, from the attempt rows."""
+def last_attempt_id(store: Store) -> int:
+    """The largest attempt id so far (0 with none): attempts written later get larger ones."""
+    try:
+        with store.begin() as conn:
+            last = conn.execute(select(func.max(CallAttempt.id))).scalar()
+    except SQLAlchemyError as exc:
+        raise _fail("last attempt id", exc) from exc
+    return int(last or 0)
+
+
+def campaign_totals(
+    store: Store, campaign_id: int, *, node_id: str | None = None, after_attempt_id: int = 0
+) -> CampaignTotals:
+    """Counts for the campaign summary, from the attempt rows; with `node_id` and
+    `after_attempt_id`, only that node's attempts written after that one (one run's)."""
     a = CallAttempt
+    where = [a.campaign_id == campaign_id, a.id > after_attempt_id]
+    if node_id is not None:
+        where.append(a.node_id == node_id)
     talk = case(
         (
             and_(a.connected_at.is_not(None), a.hungup_at.is_not(None)),
@@ -533,11 +549,9 @@ def campaign_totals(store: Store, campaign_id: int) -> CampaignTotals:
         func.count(a.connected_at),
         func.coalesce(func.sum(case((a.abandoned.is_(True), 1), else_=0)), 0),
         func.coalesce(func.sum(talk), 0),
-    ).where(a.campaign_id == campaign_id)
+    ).where(*where)
     outcome_query = (
-        select(a.outcome, func.count())
-        .where(a.campaign_id == campaign_id, a.outcome.is_not(None))
-        .group_by(a.outcome)
+        select(a.outcome, func.count()).where(*where, a.outcome.is_not(None)).group_by(a.outcome)
     )
     try:
         with store.begin() as conn:
