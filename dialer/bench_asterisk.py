@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import os
 import tempfile
@@ -35,6 +34,7 @@ from dialer.config import (
 from dialer.engine import CampaignEngine
 from dialer.gates import UnguardedGate
 from dialer.importer import import_csv
+from dialer.portfolio import write_numbers_portfolio
 from dialer.store import attempts as repo
 from dialer.store.db import open_store
 from pacing.service import make_pacer
@@ -80,38 +80,9 @@ class Step:
     failed: int
 
 
-def _portfolio(path: Path, calls: int) -> None:
-    """Long-call numbers of the carrier (...8: answers, stays on for two minutes)."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(
-            [
-                "debtor_id",
-                "name",
-                "national_id",
-                "debt_id",
-                "principal",
-                "balance",
-                "currency",
-                "days_past_due",
-                "risk_score",
-                "phone",
-                "phone_type",
-                "phone_source",
-                "consent",
-                "timezone",
-                "address_line1",
-                "city",
-                "region",
-                "postal_code",
-                "country",
-            ]
-        )
-        for i in range(calls):
-            number = f"+1212{5550000 + i * 10 + 8:07d}"[:12]
-            debtor = [f"B{i}", f"Bench {i}", "", f"BA{i}", "100.00", f"{100000 - i}.00", "USD"]
-            phone = [30, 500, number, "mobile", "application", "yes", "America/New_York"]
-            out.writerow([*debtor, *phone, "", "", "", "", "US"])
+def _long_call_numbers(calls: int) -> list[str]:
+    """Numbers the carrier answers and keeps on for two minutes (last digit 8)."""
+    return [f"+1212{5550000 + i * 10 + 8:07d}" for i in range(calls)]
 
 
 async def _step(cps: float, calls: int, hold_s: float, root: Path) -> Step:
@@ -125,7 +96,7 @@ async def _step(cps: float, calls: int, hold_s: float, root: Path) -> Step:
     lab.start()
     store = open_store(f"sqlite:///{root / 'dialer.db'}")
     try:
-        _portfolio(root / "portfolio.csv", calls)
+        write_numbers_portfolio(root / "portfolio.csv", _long_call_numbers(calls))
         import_csv(store, root / "portfolio.csv", tenant="default", progress=False)
         config = Config(
             data_dir=root,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -168,3 +169,37 @@ def write_sample_portfolio(path: str | Path, debtors: int, seed: int) -> None:
                         dnc,
                     )
                 )
+
+
+def write_numbers_portfolio(path: str | Path, numbers: Sequence[str]) -> None:
+    """One New York debtor per number, in the import CSV format, each owing less than the one
+    before: the hopper dials the largest balance first, so `numbers` are dialled in order.
+    For labs and benchmarks whose numbers decide what the far end does."""
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        out = csv.DictWriter(fh, COLUMNS)
+        out.writeheader()
+        for i, number in enumerate(numbers):
+            balance = f"{100_000 - i}.00"
+            out.writerow(
+                {
+                    "debtor_id": f"D{i}",
+                    "name": f"Debtor {i}",
+                    "national_id": f"900-00-{i:04d}",
+                    "debt_id": f"A{i}",
+                    "principal": balance,
+                    "balance": balance,
+                    "currency": "USD",
+                    "days_past_due": 40,
+                    "risk_score": 500,
+                    "phone": number,
+                    "phone_type": "mobile",
+                    "phone_source": "application",
+                    "consent": "yes",
+                    "timezone": "America/New_York",
+                    "address_line1": f"{i} Main St",
+                    "city": "New York",
+                    "region": "NY",
+                    "postal_code": "10001",
+                    "country": "US",
+                }
+            )

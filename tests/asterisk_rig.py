@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 
 from dialer.config import load_config
 from dialer.importer import import_csv
+from dialer.portfolio import write_numbers_portfolio
 from dialer.run import run_campaign
 from dialer.store.db import open_store
 from dialer.store.models import CallAttempt, Phone
@@ -41,60 +41,6 @@ def lab_number(index: int, behaviour: str) -> str:
     if not 0 <= index <= 9:
         raise ValueError("index: 0-9")
     return f"+121255501{index}{behaviour}"
-
-
-def write_portfolio(path: Path, numbers: list[str]) -> None:
-    """One debtor per number, each owing a different amount (the hopper dials the largest
-    balance first, so the order of `numbers` is the order of dialling)."""
-    header = [
-        "debtor_id",
-        "name",
-        "national_id",
-        "debt_id",
-        "principal",
-        "balance",
-        "currency",
-        "days_past_due",
-        "risk_score",
-        "phone",
-        "phone_type",
-        "phone_source",
-        "consent",
-        "timezone",
-        "address_line1",
-        "city",
-        "region",
-        "postal_code",
-        "country",
-    ]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.DictWriter(fh, header)
-        out.writeheader()
-        for i, number in enumerate(numbers):
-            balance = f"{1000 - i}.00"
-            out.writerow(
-                {
-                    "debtor_id": f"D{i}",
-                    "name": f"Debtor {i}",
-                    "national_id": f"900-00-{i:04d}",
-                    "debt_id": f"A{i}",
-                    "principal": balance,
-                    "balance": balance,
-                    "currency": "USD",
-                    "days_past_due": 40,
-                    "risk_score": 500,
-                    "phone": number,
-                    "phone_type": "mobile",
-                    "phone_source": "application",
-                    "consent": "yes",
-                    "timezone": "America/New_York",
-                    "address_line1": f"{i} Main St",
-                    "city": "New York",
-                    "region": "NY",
-                    "postal_code": "10001",
-                    "country": "US",
-                }
-            )
 
 
 @dataclass
@@ -156,6 +102,7 @@ def lab_dialer(
     talk_secs: int = 1,
     ring_timeout_s: float = 15.0,
     ami_port: int | None = None,
+    channel_template: str = "Local/{number}@debtor-sim",
 ) -> LabDialer:
     """Import `numbers` and write a dialer config for the lab (Local debtors and agents, AMD
     and recording on, the compliance ledger in the product database)."""
@@ -164,7 +111,7 @@ def lab_dialer(
     url = f"sqlite:///{data / 'dialer.db'}"
     store = open_store(url)
     try:
-        write_portfolio(tmp_path / "portfolio.csv", numbers)
+        write_numbers_portfolio(tmp_path / "portfolio.csv", numbers)
         report = import_csv(store, tmp_path / "portfolio.csv", tenant="default")
         assert not report.errors, report.errors
     finally:
@@ -193,7 +140,7 @@ secret = "{lab.ami_secret}"
 port = {free_port()}
 
 [dialing]
-channel_template = "Local/{{number}}@debtor-sim"
+channel_template = "{channel_template}"
 ring_timeout_s = {ring_timeout_s}
 caller_id = '"Lab Collections" <2125550100>'
 

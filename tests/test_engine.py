@@ -126,6 +126,20 @@ def _assert_consistent(rig: Rig) -> list[sa.Row[tuple[int, str, str | None, int]
     return rows
 
 
+def _dialable_phones(store: Store) -> int:
+    """Phones a campaign must dial: consent, not do-not-call, their debtor owing."""
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM phones p WHERE p.consent AND NOT p.do_not_call AND "
+                    "EXISTS (SELECT 1 FROM debts d WHERE d.debtor_id = p.debtor_id AND "
+                    "d.status = 'open' AND d.balance > 0)"
+                )
+            ).scalar_one()
+        )
+
+
 async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress(rig: Rig) -> None:
     await _run(rig)
     rows = _assert_consistent(rig)
@@ -151,15 +165,7 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
         assert all(p and p.startswith("/var/spool/asterisk/monitor/campaign-") for p in paths)
     # The list is exhausted: every dialable phone (consent, not do-not-call, debtor owing) got
     # its one attempt, including the second and third phones of debtors called before.
-    with rig.store.engine.connect() as conn:
-        dialable = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM phones p WHERE p.consent AND NOT p.do_not_call AND EXISTS "
-                "(SELECT 1 FROM debts d WHERE d.debtor_id = p.debtor_id AND d.status = 'open' "
-                "AND d.balance > 0)"
-            )
-        ).scalar_one()
-    assert len(rows) == dialable
+    assert len(rows) == _dialable_phones(rig.store)
 
 
 async def test_ami_drop_mid_campaign_pauses_reconnects_and_never_redials(rig: Rig) -> None:
@@ -209,15 +215,7 @@ async def test_asterisk_shutting_down_burns_no_debtor(tmp_path: Path) -> None:
         rows = _assert_consistent(rig)
         assert [r for r in rows if r.outcome == "failed"] == []
         # Every phone that qualifies was dialled once in the end (the refused ones included).
-        with rig.store.engine.connect() as conn:
-            dialable = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM phones p WHERE p.consent AND NOT p.do_not_call AND "
-                    "EXISTS (SELECT 1 FROM debts d WHERE d.debtor_id = p.debtor_id AND "
-                    "d.status = 'open' AND d.balance > 0)"
-                )
-            ).scalar_one()
-        assert len(rows) == dialable
+        assert len(rows) == _dialable_phones(rig.store)
         # Each reservation was either released (a refusal) or booked, never both.
         booked = {reservation for reservation, _, _ in rig.gate.outcomes}
         assert booked.isdisjoint(rig.gate.released)
