@@ -1,8 +1,9 @@
 """The `connect` call-flow script: an answered debtor call asks the dialer for an agent.
 
 Runs from `dialer-connect` as `AGI(${DIALER_AGI}/connect?attempt=...&campaign=...)` and leaves
-the decision in channel variables the dialplan acts on: ROUTE (dial | abandon | hangup) and, for
-dial, TARGET_CHANNEL, TARGET_AGENT and RECORDING_FILE.
+the decision in channel variables the dialplan acts on: ROUTE (dial | bridge | abandon | hangup);
+for dial TARGET_CHANNEL, TARGET_AGENT and RECORDING_FILE; for bridge (the agent's phone is nailed
+up in their conference) TARGET_BRIDGE, TARGET_AGENT and RECORDING_FILE.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from agi.server import AgiSession
 
 logger = logging.getLogger(__name__)
 
-Route = Literal["dial", "abandon", "hangup"]
+Route = Literal["dial", "bridge", "abandon", "hangup"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,14 @@ class AnsweredCall:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """Where the answered call goes; `dial` carries the agent's channel and the recording path."""
+    """Where the answered call goes: `dial` carries the agent's channel, `bridge` the agent's
+    conference; both the recording path."""
 
     route: Route
     target_channel: str | None = None
     target_agent: str | None = None
     recording_file: str | None = None
+    target_bridge: str | None = None
 
 
 class CallRouter(Protocol):
@@ -113,8 +116,12 @@ class ConnectScript:
             await self._lost(call, decision, prefix)
             await session.set_variable("ROUTE", "hangup")
             return
-        if decision.route == "dial" and not decision.target_channel:
-            logger.error("x %s: router chose dial without a target channel; abandoning", prefix)
+        if (decision.route == "dial" and not decision.target_channel) or (
+            decision.route == "bridge" and not decision.target_bridge
+        ):
+            logger.error(
+                "x %s: router chose %s without a target; abandoning", prefix, decision.route
+            )
             await self._lost(call, decision, prefix)
             decision = RouteDecision("abandon")
         logger.info(
@@ -159,7 +166,11 @@ class ConnectScript:
             await session.set_variable("TARGET_CHANNEL", decision.target_channel or "")
             await session.set_variable("TARGET_AGENT", decision.target_agent or "")
             await session.set_variable("RECORDING_FILE", decision.recording_file or "")
-        # ROUTE goes last so the dialplan never sees `dial` without its targets.
+        elif decision.route == "bridge":
+            await session.set_variable("TARGET_BRIDGE", decision.target_bridge or "")
+            await session.set_variable("TARGET_AGENT", decision.target_agent or "")
+            await session.set_variable("RECORDING_FILE", decision.recording_file or "")
+        # ROUTE goes last so the dialplan never sees `dial`/`bridge` without its targets.
         await session.set_variable("ROUTE", decision.route)
 
     async def _lost(self, call: AnsweredCall, decision: RouteDecision, prefix: str) -> None:

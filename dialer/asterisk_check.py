@@ -28,12 +28,20 @@ from dialer.asterisk_conf import (
 )
 from dialer.asterisk_names import (
     ACTION_CLASSES,
+    AGENT_CONTEXT,
+    AGENT_USER_PROFILE,
     AGI_DEFAULT_GLOBAL,
     CHANNEL_VARIABLES,
+    CONFERENCE_BRIDGE_PROFILE,
     CONNECT_SCRIPT,
+    DEBTOR_USER_PROFILE,
     DIALER_SET_VARIABLES,
     EVENT_CLASSES,
     FASTAGI_DEFAULT_PORT,
+    MANAGER_CHANNEL_VARIABLES,
+    NAILED_VARIABLES,
+    SPY_CONTEXT,
+    ChannelVariable,
     SetBy,
 )
 from dialer.config import AmiServerConfig, Config, DialingConfig, load_config
@@ -112,7 +120,27 @@ def check_dialplan(conf: ConfFile, config: Config) -> list[Problem]:
         ctx = contexts[dialing.context]
         steps = flow_steps(contexts, dialing.context)
         problems += _check_agi(conf, ctx, steps, config)
-        problems += _check_variables(ctx, steps, config)
+        variables = CHANNEL_VARIABLES + tuple(v for v in NAILED_VARIABLES if not v.context)
+        problems += _check_variables(ctx, steps, config, variables)
+    problems += _check_nailed_contexts(contexts, config)
+    return problems
+
+
+# Where the nailed-up agent phones' calls land, and why they need it.
+_NAILED_CONTEXTS = {
+    AGENT_CONTEXT: "where an agent's login call (nailed-up phone) waits in its conference",
+    SPY_CONTEXT: "where a supervisor's listen/whisper/barge call runs ChanSpy",
+}
+
+
+def _check_nailed_contexts(contexts: dict[str, Context], config: Config) -> list[Problem]:
+    problems = []
+    for name, why in _NAILED_CONTEXTS.items():
+        problems += _check_extension(contexts, name, "s", 1, why)
+        if name in contexts:
+            variables = tuple(v for v in NAILED_VARIABLES if v.context == name)
+            steps = flow_steps(contexts, name)
+            problems += _check_variables(contexts[name], steps, config, variables)
     return problems
 
 
@@ -167,13 +195,15 @@ def _check_agi(conf: ConfFile, ctx: Context, steps: list[Step], config: Config) 
     return problems
 
 
-def _check_variables(ctx: Context, steps: list[Step], config: Config) -> list[Problem]:
+def _check_variables(
+    ctx: Context, steps: list[Step], config: Config, variables: tuple[ChannelVariable, ...]
+) -> list[Problem]:
     """Every channel variable the dialer sets is read; the applications it relies on run."""
     read = set(re.findall(r"\$\{(\w+)[}:]", "\n".join(f"{s.app}({s.args})" for s in steps)))
     apps = {s.app.lower() for s in steps}
     asked = {"AMD": "use_amd", "MixMonitor": "record"}  # application -> the dialing setting
     problems = []
-    for var in CHANNEL_VARIABLES:
+    for var in variables:
         runs = var.application.lower() in apps
         if var.set_by is not SetBy.ASTERISK:
             if var.name not in read:
@@ -218,7 +248,7 @@ def check_variable_table(folder: Path) -> list[Problem]:
                 "with what they mean"
             )
         )
-    known = {v.name for v in CHANNEL_VARIABLES}
+    known = {v.name for v in CHANNEL_VARIABLES + NAILED_VARIABLES}
     for name, number in listed.items():
         if name not in known:
             problems.append(
@@ -311,6 +341,16 @@ def _check_manager_server(
             problems.append(
                 user.at_key("write").error(f"write = does not allow {action}: add {classes[0]}")
             )
+    channelvars = {v.strip() for v in (general.get("channelvars") or "").split(",")}
+    missing = [v for v in MANAGER_CHANNEL_VARIABLES if v not in channelvars]
+    if missing:
+        problems.append(
+            general.at_key("channelvars").warning(
+                f"channelvars lacks {', '.join(missing)}: the events of an agent's nailed-up "
+                f"phone do not name the agent (ChanVariable); add "
+                f"`channelvars = {', '.join(MANAGER_CHANNEL_VARIABLES)}` to [general]"
+            )
+        )
     for cls in dict.fromkeys(EVENT_CLASSES.values()):
         if "all" not in read and cls not in read:
             events = ", ".join(e for e, c in EVENT_CLASSES.items() if c == cls)
@@ -444,6 +484,81 @@ def _check_aors(pjsip: Pjsip, endpoint: Section, trunk: bool) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------- confbridge.conf
+
+# The context whose ConfBridge() seats each party ("": dialing.context), the user profile the
+# shipped folder names there, the flag that profile must have, and what breaks without it.
+_CONFERENCE_USERS = {
+    AGENT_CONTEXT: (
+        AGENT_USER_PROFILE,
+        "marked",
+        "debtors are never put out of the conference when the agent's phone drops",
+    ),
+    "": (
+        DEBTOR_USER_PROFILE,
+        "end_marked",
+        "a debtor stays on, alone, when the agent's phone drops",
+    ),
+}
+# Built into app_confbridge: these exist even when confbridge.conf does not name them.
+_BUILTIN_PROFILES = {"bridge": "default_bridge", "user": "default_user"}
+
+
+ConferenceStep = tuple[str, str, Step]  # the key of _CONFERENCE_USERS, the context, the step
+
+
+def conference_steps(contexts: dict[str, Context], config: Config) -> list[ConferenceStep]:
+    """Every ConfBridge() the nailed-up agent flows run."""
+    found = []
+    for where in _CONFERENCE_USERS:
+        context = where or config.dialing.context
+        steps = flow_steps(contexts, context)
+        found += [(where, context, s) for s in steps if s.app.lower() == "confbridge"]
+    return found
+
+
+def _profile(conf: ConfFile, name: str, kind: str, at: At, shipped: str) -> list[Problem]:
+    if name == _BUILTIN_PROFILES[kind] or any(s.type == kind for s in conf.objects(name)):
+        return []
+    return [
+        at.error(
+            f"ConfBridge() names {kind} profile {name}, which confbridge.conf lacks: add "
+            f"[{name}] with type = {kind} (asterisk-conf/confbridge.conf has [{shipped}])"
+        )
+    ]
+
+
+def check_confbridge(conf: ConfFile, steps: list[ConferenceStep]) -> list[Problem]:
+    """The profiles each ConfBridge() names exist; the agent's is marked, the debtor's
+    end_marked (what keeps a debtor from staying alone in a conference)."""
+    problems: list[Problem] = []
+    for where, context, step in steps:
+        shipped_user, flag, why = _CONFERENCE_USERS[where]
+        at = At(step.file, step.line, context)
+        args = [a.strip() for a in step.args.split(",")]
+        bridge = args[1] if len(args) > 1 and args[1] else _BUILTIN_PROFILES["bridge"]
+        user = args[2] if len(args) > 2 and args[2] else _BUILTIN_PROFILES["user"]
+        problems += _profile(conf, bridge, "bridge", at, CONFERENCE_BRIDGE_PROFILE)
+        missing = _profile(conf, user, "user", at, shipped_user)
+        if missing:
+            problems += missing
+            continue
+        section = next((s for s in conf.objects(user) if s.type == "user"), None)
+        if section is not None and _is_yes(section.get(flag)):
+            continue
+        if section is None or user == _BUILTIN_PROFILES["user"]:
+            # Asterisk's default profile: marking it would mark every conference's users.
+            message = (
+                f"ConfBridge() joins with {user}, which is not `{flag} = yes`, so {why}: "
+                f"name a user profile that is (asterisk-conf has [{shipped_user}])"
+            )
+            problems.append(at.error(message))
+        else:
+            message = f"user profile {user} lacks `{flag} = yes`, so {why}: set it"
+            problems.append(section.at_key(flag).error(message))
+    return problems
+
+
 # ---------------------------------------------------------------- modules.conf, the config
 
 
@@ -453,6 +568,8 @@ _APP_MODULES = {
     "mixmonitor": "app_mixmonitor",
     "dial": "app_dial",
     "playback": "app_playback",
+    "confbridge": "app_confbridge",
+    "chanspy": "app_chanspy",
 }
 
 
@@ -523,9 +640,16 @@ def check_folder(folder: Path, config: Config) -> list[Problem]:
     if manager.sections:
         problems += check_manager(manager, config)
     needed = {"pbx_config": "extensions.conf"}
-    for step in flow_steps(contexts, config.dialing.context):
-        if step.app.lower() in _APP_MODULES:
-            needed.setdefault(_APP_MODULES[step.app.lower()], f"{step.app}()")
+    for context in (config.dialing.context, *_NAILED_CONTEXTS):
+        for step in flow_steps(contexts, context):
+            if step.app.lower() in _APP_MODULES:
+                needed.setdefault(_APP_MODULES[step.app.lower()], f"{step.app}()")
+    conferences = conference_steps(contexts, config)
+    if conferences:
+        needed["bridge_softmix"] = "ConfBridge()'s mixing"
+        confbridge = read_conf(folder, "confbridge.conf")
+        problems += confbridge.problems
+        problems += check_confbridge(confbridge, conferences) if confbridge.sections else []
     if any(channel_target(c).tech == "pjsip" for c, _, _ in _channels(config)):
         pjsip = read_pjsip(folder)
         problems += check_pjsip(pjsip, config)

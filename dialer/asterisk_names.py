@@ -8,6 +8,8 @@ from enum import Enum
 
 class SetBy(Enum):
     ORIGINATE = "the dialer, as Originate Variable: headers"
+    LOGIN = "the dialer, on an agent's login Originate"
+    SPY = "the dialer, on a supervisor's listen/whisper/barge Originate"
     CONNECT = "the dialer's FastAGI connect script"
     ASTERISK = "an Asterisk application in the dialplan"
 
@@ -21,6 +23,8 @@ class ChannelVariable:
     drives_dialplan: bool
     # For SetBy.ASTERISK: the dialplan application that sets it.
     application: str = ""
+    # The context that must read it; "" is dialer-connect (dialing.context).
+    context: str = ""
 
 
 CHANNEL_VARIABLES: tuple[ChannelVariable, ...] = (
@@ -34,6 +38,8 @@ CHANNEL_VARIABLES: tuple[ChannelVariable, ...] = (
     ChannelVariable("TARGET_CHANNEL", SetBy.CONNECT, drives_dialplan=True),
     ChannelVariable("TARGET_AGENT", SetBy.CONNECT, drives_dialplan=False),
     ChannelVariable("RECORDING_FILE", SetBy.CONNECT, drives_dialplan=True),
+    # With ROUTE=bridge: the agent's conference (their phone is nailed up in it).
+    ChannelVariable("TARGET_BRIDGE", SetBy.CONNECT, drives_dialplan=True),
     # Read back by the dialer (VarSet events, Getvar after a reconnect).
     ChannelVariable("AMDSTATUS", SetBy.ASTERISK, drives_dialplan=True, application="AMD"),
     ChannelVariable(
@@ -41,10 +47,30 @@ CHANNEL_VARIABLES: tuple[ChannelVariable, ...] = (
     ),
 )
 
+# Nailed-up agent phones (docs/agents-web.md): an agent's login call waits in the agent's own
+# conference; debtors join it (ROUTE=bridge); supervisors spy on it.
+AGENT_CONTEXT = "dialer-agent"
+SPY_CONTEXT = "dialer-spy"
+NAILED_VARIABLES: tuple[ChannelVariable, ...] = (
+    ChannelVariable("AGENT_ID", SetBy.LOGIN, drives_dialplan=True, context=AGENT_CONTEXT),
+    ChannelVariable("AGENT_CONF", SetBy.LOGIN, drives_dialplan=True, context=AGENT_CONTEXT),
+    ChannelVariable("DIALER_NODE", SetBy.LOGIN, drives_dialplan=False, context=AGENT_CONTEXT),
+    ChannelVariable("SPY_TARGET", SetBy.SPY, drives_dialplan=True, context=SPY_CONTEXT),
+    ChannelVariable("SPY_MODE", SetBy.SPY, drives_dialplan=True, context=SPY_CONTEXT),
+)
+
 # The dialer's side of the contract: what extensions.conf's header table documents.
 DIALER_SET_VARIABLES: tuple[str, ...] = tuple(
-    v.name for v in CHANNEL_VARIABLES if v.set_by is not SetBy.ASTERISK
+    v.name for v in CHANNEL_VARIABLES + NAILED_VARIABLES if v.set_by is not SetBy.ASTERISK
 )
+
+# ConfBridge(<conference>,<bridge profile>,<user profile>) in dialer-agent and dialer-connect:
+# the profiles of confbridge.conf, and the user profile flag each must have.
+CONFERENCE_BRIDGE_PROFILE = "dialer_agent_bridge"
+AGENT_USER_PROFILE = "dialer_agent"  # marked = yes
+DEBTOR_USER_PROFILE = "dialer_debtor"  # end_marked = yes
+# manager.conf [general] channelvars: every event of a channel shows these (ChanVariable).
+MANAGER_CHANNEL_VARIABLES: tuple[str, ...] = ("AGENT_ID",)
 
 # The FastAGI script dialer-connect runs: AGI(${DIALER_AGI}/connect?...).
 CONNECT_SCRIPT = "connect"
@@ -65,6 +91,8 @@ ACTION_CLASSES: dict[str, tuple[str, ...]] = {
 }
 
 # AMI events the dialer acts on (dialer/ami/events.py, dialer/calls/table.py) -> read class.
+# The nailed-up phones' ConfbridgeJoin/Leave and ChanSpyStart/Stop are `call` events too
+# (read raw by dialer/agents/phones.py, not typed): no class beyond these.
 EVENT_CLASSES: dict[str, str] = {
     "Newchannel": "call",
     "Newstate": "call",

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.cli", "run the Asterisk simulator standalone (AMI on TCP)"),
     "doctor": ("dialer.doctor", "check the environment: database, AMI, Redis, ASR models"),
     "campaign": ("dialer.campaign_cli", "inspect and change campaigns while they run"),
+    "users": ("dialer.users_cli", "users of the pages: add, list, change password, disable"),
     "asterisk": ("dialer.asterisk_check", "check an Asterisk config folder against the dialer's"),
     "compliance": (
         "compliance_guard.cli",

@@ -110,6 +110,15 @@ class AgentConfig:
 
     id: str
     channel: str
+    # nailed: the phone is called once and waits in the agent's conference (desk phones);
+    # dial: dialled for every call (phones or softphones that answer by themselves, the lab's
+    # Local/<id>@agents). Agents from this file default to dial; agents who log in from the
+    # desktop get [web].agent_connect.
+    connect: str = "dial"
+
+    def __post_init__(self) -> None:
+        if self.connect not in ("nailed", "dial"):
+            raise ConfigError(f"agents.{self.id}.connect: {self.connect!r} (nailed or dial)")
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,12 @@ class CampaignConfig:
     reschedule_horizon_s: float = 3600.0
     # Upper bound on calls in flight, whatever pacing asks.
     max_channels: int = 200
+    # What the agent reads to the debtor; {debtor}, {agent}, {balance}, {creditor} are filled in.
+    script: str = (
+        "This is {agent} calling on behalf of {creditor} about your account. "
+        "This is an attempt to collect a debt; any information obtained will be used for that "
+        "purpose. Am I speaking with {debtor}?"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,23 @@ class ComplianceConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The pages and their API, served by the dialer process itself."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # A browser session lasts this long without use (seconds); logging in again starts anew.
+    session_ttl_s: float = 8 * 3600.0
+    # Set behind HTTPS (a reverse proxy): the session cookie is then sent over HTTPS only.
+    cookie_secure: bool = False
+    # How agents who log in from the desktop are connected (see AgentConfig.connect).
+    agent_connect: str = "nailed"
+    # Template of an agent's phone when they type only an extension (1001 -> PJSIP/1001).
+    phone_template: str = "PJSIP/{extension}"
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("dialer-data")
     database_url: str = ""
@@ -161,6 +193,7 @@ class Config:
     campaign: CampaignConfig = field(default_factory=CampaignConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     agents: tuple[AgentConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -210,6 +243,7 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
         "DialingConfig": DialingConfig,
         "CampaignConfig": CampaignConfig,
         "ComplianceConfig": ComplianceConfig,
+        "WebConfig": WebConfig,
     }
     if ann in nested:
         return _build(nested[ann], value, where)

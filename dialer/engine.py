@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -26,6 +25,8 @@ from typing import Any, Protocol, TypeVar
 from agi.connect import AnsweredCall, ConnectScript, RouteDecision
 from agi.server import FastAgiServer
 from dialer.agents import AgentPool, AgentState
+from dialer.agents.pool import Connect
+from dialer.agents.sessions import AgentSessions, AgentStatus
 from dialer.ami.connection import AmiConnection, LinkState
 from dialer.ami.protocol import Message
 from dialer.calls.models import AttemptStatus, Outcome
@@ -43,6 +44,7 @@ from dialer.calls.table import CallTable
 from dialer.config import AmiServerConfig, Config
 from dialer.errors import AmiActionError, AmiConnectionLost, AmiError, AmiTimeout
 from dialer.logsafe import call_log, mask_phone
+from dialer.serial_worker import SerialWorker
 from dialer.store import attempts as repo
 from dialer.store import campaigns
 from dialer.store.db import Store
@@ -53,6 +55,17 @@ log = logging.getLogger(__name__)
 # Replies to an Originate that say the server, not the debtor's number, is unavailable: no call
 # was placed, so the phone goes back to the hopper and the server is left alone for a while.
 SERVER_UNAVAILABLE = ("Asterisk is shutting down",)
+
+
+class CallWatcher(Protocol):
+    """Who follows the agents' calls (the desktop): told as a call is answered, connected to an
+    agent and ended; each must return at once (it runs on the event loop)."""
+
+    def call_answered(self, attempt_id: int) -> None: ...
+
+    def call_connected(self, agent_id: str, attempt_id: int) -> None: ...
+
+    def call_ended(self, agent_id: str, attempt_id: int) -> None: ...
 
 
 class PacerLike(Protocol):
@@ -167,37 +180,6 @@ def _decrement(counter: Counter[Any], key: Any) -> None:
 T = TypeVar("T")
 
 
-class SerialWorker:
-    """Work handed to one thread of its own, done in the order it was given.
-
-    For what waits on a commit (the compliance ledgers, the attempt rows), which must not hold
-    up the AMI events and FastAGI routing of the calls in flight, inside the 2 s a live answer
-    may wait. One thread, not a pool: a release or an outcome comes after its reservation, a
-    call's updates come in order, and the work never runs twice at once.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Do `fn(*args)` on the thread and wait for its result (or its exception)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def later(self, fn: Callable[..., object], *args: Any) -> None:
-        """Queue `fn(*args)`; a failure is logged, as nobody waits for it."""
-        self._thread.submit(fn, *args).add_done_callback(self._log_failure)
-
-    def _log_failure(self, done: Future[object]) -> None:
-        exc = done.exception()
-        if exc is not None:
-            log.error("x %s failed: %s", self.name, exc, exc_info=exc)
-
-    async def drain(self) -> None:
-        """Wait until everything queued is done; the worker takes nothing more."""
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown, True)
-
-
 class AttemptUpdates:
     """Attempt row updates, coalesced on a worker: whatever was queued while the last commit
     ran goes in the next one, in order. A busy node then pays one durable commit per batch of
@@ -267,8 +249,10 @@ class CampaignEngine:
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        campaign_name: str = "",
     ) -> None:
         self.config = config
+        self.campaign_name = campaign_name or config.campaign.name
         self.store = store
         self.tenant_id = tenant_id
         self.campaign_id = campaign_id
@@ -285,10 +269,28 @@ class CampaignEngine:
         self.clock = clock
         self.wallclock = wallclock
         self.rng = rng or random.Random()
-        self.scale = config.time_scale if config.time_scale > 0 else 1.0
         self.table = CallTable()
         self.live = LiveCalls()
         self.agents = AgentPool(config.agents)
+        self.scale = config.time_scale if config.time_scale > 0 else 1.0
+        self.sessions = AgentSessions(
+            self.agents,
+            store,
+            self._row_worker,
+            self,
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            campaign_name=self.campaign_name,
+            node_id=config.node_id,
+            clock=clock,
+            wallclock=wallclock,
+            wrap_up_limit_s=config.campaign.wrap_up_s,
+            scale=self.scale,
+        )
+        self.sessions.subscribe(self._agent_changed)
+        self.watcher: CallWatcher | None = None
+        # Agents in wrap-up: (attempt, when the call ended, talk seconds) until it ends.
+        self._wrapping: dict[str, tuple[int, float, float]] = {}
         self.stats = EngineStats()
         self.connections: dict[str, AmiConnection] = {}
         self._resyncing: set[str] = set()
@@ -358,6 +360,7 @@ class CampaignEngine:
             await self._wait_any_server_up()
             await self._recover_previous_run()
             self.agents.log_in_all(self.clock())
+            self.sessions.call_config_phones()
             last_progress = 0.0
             tick = min(0.25, max(0.02, 1.0 / self.scale))
             while True:
@@ -393,6 +396,10 @@ class CampaignEngine:
                 progress(self.snapshot())
         finally:
             self.finished_at = self.clock()
+            for agent in list(self.agents):
+                if agent.state.value != "logged_out" or agent.phone_up:
+                    with contextlib.suppress(ValueError):
+                        self.sessions.log_out(agent.id)
             self.agents.log_out_all(self.finished_at)
             self._save_pacing()
             for conn in self.connections.values():
@@ -644,13 +651,18 @@ class CampaignEngine:
         ends, a vanished call's now, conservatively (a conversation if one cannot be ruled
         out). An agent still talking on an adopted call is on that call, not ready."""
         stale = repo.attempts_in_progress(self.store, node_id=self.config.node_id)
-        if not stale:
-            return
         channels: dict[str, list[Message]] = {}
-        for conn in self.connections.values():
+        for name, conn in self.connections.items():
             if conn.is_up:
                 with contextlib.suppress(AmiError):
-                    channels.update(await self._live_channels(conn))
+                    on_server = await self._live_channels(conn)
+                    channels.update(on_server)
+                    # Agents' shifts of this node first: an adopted call needs its agent.
+                    self.sessions.adopt_phones(
+                        [m for items in on_server.values() for m in items], name
+                    )
+        if not stale:
+            return
         now = self.clock()
         now_dt = self._now_dt()
         for row in stale:
@@ -1031,6 +1043,8 @@ class CampaignEngine:
 
     def _on_event(self, server: str, msg: Message) -> None:
         self.stats.ami_events += 1
+        if self.sessions.on_ami(msg):
+            return
         result = self.table.dispatch(msg, self.clock())
         if result is None:
             return
@@ -1045,6 +1059,8 @@ class CampaignEngine:
         for effect in effects:
             at = self._now_dt()
             if isinstance(effect, Answered):
+                if self.watcher is not None:
+                    self.watcher.call_answered(call.attempt_id)
                 # Events are routed by Linkedid: seeing this one confirms every leg carries ours.
                 self._updates.add(
                     call.attempt_id,
@@ -1059,6 +1075,8 @@ class CampaignEngine:
             elif isinstance(effect, Connected):
                 if call.agent_id:
                     self.agents.start_call(call.agent_id, effect.at)
+                    if self.watcher is not None:
+                        self.watcher.call_connected(call.agent_id, call.attempt_id)
                 # What a restart needs to finish the books is stored as soon as it is known.
                 self._updates.add(
                     call.attempt_id,
@@ -1112,17 +1130,17 @@ class CampaignEngine:
             agent_id = call.agent_id
             talk = (effect.at - call.connected_at) * self.scale if call.connected_at else 0.0
             self.stats.talk_seconds += talk
-            self.pacer.observe(
-                AgentCallEnded(
-                    ended_at=effect.at * self.scale,
-                    talk_s=talk,
-                    wrap_up_s=self.config.campaign.wrap_up_s,
-                )
-            )
+            self._wrapping[agent_id] = (call.attempt_id, effect.at, talk)
+            # The campaign's wrap-up limit; the agent's disposition may end it sooner.
             loop = asyncio.get_running_loop()
             loop.call_later(
-                self._wall(self.config.campaign.wrap_up_s), self._wrap_up_done, agent_id
+                self._wall(self.config.campaign.wrap_up_s),
+                self.end_wrap_up,
+                agent_id,
+                call.attempt_id,
             )
+            if self.watcher is not None:
+                self.watcher.call_ended(agent_id, call.attempt_id)
         self.pacer.observe(self._pacing_outcome(call, effect))
         call_log(log, self.campaign_id, call.attempt_id).info(
             "= ended %s%s cause=%s (causes of its channels: %s)",
@@ -1156,9 +1174,75 @@ class CampaignEngine:
             wait_s=max(0.0, wait),
         )
 
-    def _wrap_up_done(self, agent_id: str) -> None:
-        self.agents.finish_wrap_up(agent_id, self.clock())
+    def end_wrap_up(self, agent_id: str, attempt_id: int) -> bool:
+        """The wrap-up of this call ends (its disposition is saved, or the limit ran out): the
+        pacer learns how long it took. False if the agent is not wrapping up this call."""
+        wrapping = self._wrapping.get(agent_id)
+        if wrapping is None or wrapping[0] != attempt_id:
+            return False
+        now = self.clock()
+        if not self.agents.finish_wrap_up(agent_id, now):
+            return False
+        del self._wrapping[agent_id]
+        _, ended_at, talk = wrapping
+        self.pacer.observe(
+            AgentCallEnded(
+                ended_at=ended_at * self.scale,
+                talk_s=talk,
+                wrap_up_s=(now - ended_at) * self.scale,
+            )
+        )
         self._wake_waiter()
+        return True
+
+    def _agent_changed(self, status: AgentStatus) -> None:
+        # An agent who turns ready may be what an answered debtor is waiting for.
+        if status.state == AgentState.READY.value:
+            self._wake_waiter()
+
+    # ----- what the agents' sessions borrow (dialer.agents.sessions.Telephony) -----
+
+    def originate_phone(
+        self, fields: list[tuple[str, str]], server: str | None = None
+    ) -> tuple[str, str] | None:
+        """Send an Originate for a person's phone (an agent's login, a supervisor listening
+        in) on `server` or the first usable one: (server, action id), or None."""
+        for name, conn in self.connections.items():
+            if (server is not None and name != server) or not self._usable(name, conn):
+                continue
+            try:
+                action_id, reply = conn.submit("Originate", fields)
+            except AmiConnectionLost:
+                continue
+            self._spawn(self._phone_reply(reply, action_id), f"agent-phone-{action_id}")
+            return name, action_id
+        return None
+
+    async def _phone_reply(self, reply: Coroutine[Any, Any, object], action_id: str) -> None:
+        try:
+            await reply
+        except AmiError as exc:
+            # Refused or lost: no OriginateResponse will tell; the agent redials.
+            log.warning("x agent phone Originate %s failed: %s", action_id, exc)
+
+    def hang_up_channel(self, server: str, channel: str) -> None:
+        conn = self.connections.get(server)
+        if conn is None or not conn.is_up:
+            return
+        with contextlib.suppress(AmiConnectionLost):
+            _, reply = conn.submit("Hangup", [("Channel", channel), ("Cause", "16")])
+            self._spawn(self._await_quietly(reply), f"hangup-{channel}")
+
+    def hang_up_agent_call(self, agent_id: str) -> bool:
+        """The agent ends the conversation from the desktop. False if they have none."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.attempt_id is None:
+            return False
+        live = self.live.get(agent.attempt_id)
+        if live is None or live.call.agent_id != agent_id:
+            return False
+        self._hang_up(live)
+        return True
 
     def _wake_waiter(self) -> None:
         while self._waiters:
@@ -1203,6 +1287,13 @@ class CampaignEngine:
                 repo.AttemptChange(
                     agent_id=agent.id, recording_path=self._recording_path(live.call)
                 ),
+            )
+        if agent.connect is Connect.NAILED:
+            return RouteDecision(
+                "bridge",
+                target_agent=agent.id,
+                target_bridge=agent.conference,
+                recording_file=recording_file,
             )
         return RouteDecision(
             "dial",

@@ -23,7 +23,7 @@ CONF = Path(__file__).resolve().parent.parent / "asterisk-conf"
 ORIGINATE_VARIABLES = {"ATTEMPT_ID", "CAMPAIGN_ID", "LEAD_ID", "USE_AMD", "RECORD", "DIALER_AGI"}
 # What Asterisk itself sets on the channel by the time dialer-connect reads it.
 ASTERISK_VARIABLES = {"CHANNEL", "EXTEN", "AMDSTATUS", "AMDCAUSE", "AGISTATUS", "HANGUPCAUSE",
-                      "DIALSTATUS"}  # fmt: skip
+                      "DIALSTATUS", "CONFBRIDGE_RESULT"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- a small dialplan reader
@@ -249,6 +249,13 @@ DIAL_ROUTE = {
     "TARGET_AGENT": "agent1",
     "RECORDING_FILE": "/var/spool/asterisk/monitor/c7/n1-c7-a42.wav",
 }
+# An agent whose phone is nailed up waits in its conference (docs/agents-web.md).
+BRIDGE_ROUTE = {
+    "ROUTE": "bridge",
+    "TARGET_AGENT": "agent1",
+    "TARGET_BRIDGE": "agent-agent1",
+    "RECORDING_FILE": "/var/spool/asterisk/monitor/c7/n1-c7-a42.wav",
+}
 
 
 # ---------------------------------------------------------------- dialer-connect
@@ -340,10 +347,10 @@ def test_the_h_extension_logs_cause_and_dial_status(dialplan: Dialplan) -> None:
 def test_every_variable_dialer_connect_reads_is_set_by_someone(dialplan: Dialplan) -> None:
     steps = dialplan.contexts["dialer-connect"]
     text = " ".join(s.args for s in steps)
-    read = set(re.findall(r"\$\{(\w+)", text)) - {"IF"}
+    read = set(re.findall(r"\$\{(\w+)(?=[}:])", text))  # variables, not IF() or CONFBRIDGE_INFO()
     set_here = {s.args.partition("=")[0] for s in steps if s.app == "Set"}
     globals_ = set(dialplan.settings["globals"])
-    agi_sets = set(DIAL_ROUTE)
+    agi_sets = set(DIAL_ROUTE) | set(BRIDGE_ROUTE)
     unknown = read - ORIGINATE_VARIABLES - ASTERISK_VARIABLES - agi_sets - set_here - globals_
     assert unknown == set(), "a typo, or a variable nobody sets"
     assert ORIGINATE_VARIABLES - {"LEAD_ID"} <= read, "every Originate variable with a job is used"

@@ -95,12 +95,32 @@ class DispositionCode(enum.StrEnum):
     """What the agent recorded after talking (or failing to talk) to the debtor."""
 
     PROMISE_TO_PAY = "promise_to_pay"
+    PARTIAL_PAYMENT = "partial_payment"
     CALLBACK = "callback"
-    DISPUTE = "dispute"
-    REFUSED = "refused"
     WRONG_PARTY = "wrong_party"
+    REFUSED = "refused"
+    DISPUTE = "dispute"
+    DECEASED = "deceased"
+    DO_NOT_CALL = "do_not_call"
     NO_CONTACT = "no_contact"
     OTHER = "other"
+
+
+class Role(enum.StrEnum):
+    """What a user of the pages may do; each role sees its own pages and endpoints."""
+
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    QA = "qa"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class CallbackStatus(enum.StrEnum):
+    PENDING = "pending"
+    DIALLED = "dialled"  # handed to the dialer (an attempt row names it)
+    DONE = "done"
+    CANCELLED = "cancelled"
 
 
 class Base(DeclarativeBase):
@@ -280,6 +300,8 @@ class Disposition(Base):
     callback_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # A partial payment taken on the call (card, transfer promised during the call).
+    payment_amount: Mapped[Decimal | None]
 
 
 class PacingSnapshot(Base):
@@ -291,3 +313,122 @@ class PacingSnapshot(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     snapshot: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class User(Base):
+    """Someone who logs in to the pages: an agent, supervisor, QA, manager or admin."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    # argon2id, in the encoded form argon2-cffi writes (parameters and salt included)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    # For role agent: the agent id the dialer routes calls to (config/attempts `agent_id`).
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie carries a random token, the table only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class AgentSessionRow(Base):
+    """One agent's shift: from login to logout, with the state they are in now.
+
+    The dialer writes every change; a restarted dialer reads the open rows back, so agents stay
+    logged in (and paused if their phone is gone) across restarts.
+    """
+
+    __tablename__ = "agent_sessions"
+    __table_args__ = (Index(None, "tenant_id", "agent_id", "logged_out_at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    node_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    # The agent's phone as Asterisk dials it (PJSIP/1001, Local/agent1@agents).
+    phone: Mapped[str] = mapped_column(String(128))
+    connect: Mapped[str] = mapped_column(String(8))
+    # The nailed-up call's ChannelId, so a restarted dialer finds it among live channels.
+    phone_call_id: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    state_since: Mapped[datetime]
+    pause_reason: Mapped[str | None] = mapped_column(String(32))
+    attempt_id: Mapped[int | None] = mapped_column(BIG_ID)
+    logged_in_at: Mapped[datetime]
+    logged_out_at: Mapped[datetime | None]
+
+
+class AgentStateChange(Base):
+    """Every agent state change, for the reports (time in state, pause reasons, occupancy)."""
+
+    __tablename__ = "agent_state_changes"
+    __table_args__ = (Index(None, "tenant_id", "agent_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    session_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("agent_sessions.id"))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    attempt_id: Mapped[int | None] = mapped_column(BIG_ID)
+    at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who did what, when, from what to what: supervisor changes, listening in, refusals."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    old_value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new_value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    client: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class Callback(Base):
+    """A call the debtor asked for at a time; dialled then, through the guard like any call."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index(None, "campaign_id", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    debt_id: Mapped[int | None] = mapped_column(ForeignKey("debts.id"))
+    phone_id: Mapped[int] = mapped_column(ForeignKey("phones.id"))
+    due_at: Mapped[datetime]
+    # Set: only this agent takes the call (a personal callback); empty: any ready agent.
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=CallbackStatus.PENDING.value)
+    disposition_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("dispositions.id"))
+    attempt_id: Mapped[int | None] = mapped_column(BIG_ID)
+    created_at: Mapped[datetime]

@@ -1,4 +1,5 @@
-"""A simulated Asterisk 20.20.1: AMI server, Local channels and the `dialer-connect` dialplan."""
+"""A simulated Asterisk 20.20.1: AMI server, Local channels, the `dialer-connect` dialplan and
+the nailed-up agent contexts (`dialer-agent`, `dialer-spy`, ConfBridge)."""
 
 from sim.asterisk.ami import AmiConfig, AsteriskSim
 from sim.asterisk.pbx import OriginateRequest, OriginateResult, Pbx, PbxConfig, SimClock

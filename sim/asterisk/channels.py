@@ -65,9 +65,12 @@ class Channel:
     variables: dict[str, str] = field(default_factory=dict)
     mixmonitor: bool = False
     alive: bool = True
+    # manager.conf `channelvars`: shown as `ChanVariable: NAME=value` in every snapshot.
+    manager_vars: tuple[str, ...] = ()
 
     def fields(self, prefix: str = "") -> Fields:
-        """The standard channel snapshot group (`Channel`…`Linkedid`), optionally prefixed."""
+        """The standard channel snapshot group (`Channel`…`Linkedid`, then one
+        `ChanVariable` per manager.conf channelvar), optionally prefixed."""
         return [
             (f"{prefix}Channel", self.name),
             (f"{prefix}ChannelState", str(self.state.value)),
@@ -83,6 +86,10 @@ class Channel:
             (f"{prefix}Priority", str(self.priority)),
             (f"{prefix}Uniqueid", self.uniqueid),
             (f"{prefix}Linkedid", self.linkedid),
+            *[
+                (f"{prefix}ChanVariable", f"{name}={self.variables.get(name, '')}")
+                for name in self.manager_vars
+            ],
         ]
 
     def goto(self, context: str, exten: str, priority: int = 1) -> None:
@@ -91,19 +98,25 @@ class Channel:
 
 @dataclass(slots=True, eq=False)
 class Bridge:
-    """A basic two-party bridge (what Dial() makes)."""
+    """A bridge: by default the basic two-party one Dial() makes."""
 
     uniqueid: str
     channels: list[Channel] = field(default_factory=list)
+    kind: str = "basic"
+    technology: str = "simple_bridge"
+    creator: str = UNKNOWN
+    name: str = UNKNOWN
+    # Members AMI never shows as channels but counts (ConfBridge's announcer, CBAnn/...;2).
+    hidden: int = 0
 
     def fields(self) -> Fields:
         return [
             ("BridgeUniqueid", self.uniqueid),
-            ("BridgeType", "basic"),
-            ("BridgeTechnology", "simple_bridge"),
-            ("BridgeCreator", UNKNOWN),
-            ("BridgeName", UNKNOWN),
-            ("BridgeNumChannels", str(len(self.channels))),
+            ("BridgeType", self.kind),
+            ("BridgeTechnology", self.technology),
+            ("BridgeCreator", self.creator),
+            ("BridgeName", self.name),
+            ("BridgeNumChannels", str(len(self.channels) + self.hidden)),
             ("BridgeVideoSourceMode", "none"),
         ]
 

@@ -1,5 +1,8 @@
 """The simulated PBX: Originate, Local channel pairs, the `dialer-connect` dialplan, hangups.
 
+The nailed-up agent contexts (`dialer-agent`, `dialer-spy`, ROUTE=bridge) are in
+`sim.asterisk.nailed`.
+
 Each call is one coroutine that owns its channels and emits the AMI events of Asterisk 20.20.1
 in the order the captures show. Requests from outside (AMI Hangup, Redirect, the debtor putting
 the phone down) reach the coroutine as an interrupt, so only the owner ever changes a call.
@@ -20,6 +23,8 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dialer.asterisk_names import AGENT_CONTEXT as AGENT_LOGIN_CONTEXT
+from dialer.asterisk_names import SPY_CONTEXT
 from sim.agi_client import AgiExec, run_agi
 from sim.asterisk.channels import (
     SOFTHANGUP_APPUNLOAD,
@@ -35,6 +40,7 @@ from sim.asterisk.channels import (
     newexten_event,
     varset_event,
 )
+from sim.asterisk.nailed import NailedUp
 from sim.behaviour import AgentModel, DebtorFate, DebtorModel, Outcome, SuffixDebtors
 
 log = logging.getLogger(__name__)
@@ -137,6 +143,9 @@ class PbxConfig:
     seed: int = 0
     # Asterisk's <astspooldir>/monitor: where MixMonitor puts a recording named relatively.
     monitor_dir: str = "/var/spool/asterisk/monitor"
+    # manager.conf `channelvars` (`ChanVariable: NAME=value` in every channel snapshot).
+    # asterisk-conf ships AGENT_ID; empty by default, as in the older captures of sim/traces.
+    channelvars: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -145,7 +154,7 @@ class Interrupt:
 
     channel: Channel
     cause: int = 16
-    kind: str = "hangup"  # hangup | far_end | agi_hangup | redirect
+    kind: str = "hangup"  # hangup | far_end | agi_hangup | redirect | kicked (end_marked)
     target: tuple[str, str, int] = ("", "", 1)
 
 
@@ -316,6 +325,7 @@ class Pbx:
         self.channels: dict[str, Channel] = {}
         self._owner: dict[str, Call] = {}
         self.bridges: dict[str, Bridge] = {}
+        self.nailed = NailedUp(self)
         self.reset()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -333,6 +343,7 @@ class Pbx:
         self.channels.clear()
         self._owner.clear()
         self.bridges.clear()
+        self.nailed.reset()
         self._local_counter = 0
         self._trunk_counter = 0
         self._uniqueid_seq = 0
@@ -355,6 +366,11 @@ class Pbx:
 
     # -- channels -------------------------------------------------------------------------
 
+    def _next_channel_number(self) -> int:
+        """Local, CBAnn (and every other unreal channel) share one name counter."""
+        self._local_counter += 1
+        return self._local_counter - 1
+
     def _uniqueid(self) -> str:
         seq = self._uniqueid_seq
         self._uniqueid_seq += 1
@@ -374,6 +390,7 @@ class Pbx:
         auto = self._uniqueid()  # Asterisk counts every channel, named by ChannelId or not
         uid = uniqueid or auto
         ch = Channel(name, uid, linkedid or uid, context, exten, state, self.clock.now(), tech=tech)
+        ch.manager_vars = self.config.channelvars
         self.channels[name] = ch
         self._owner[name] = call
         return ch
@@ -396,7 +413,11 @@ class Pbx:
         self.emit(varset_event(ch, name, value))
 
     def find(self, name: str) -> Channel | None:
-        return self.channels.get(name)
+        """A channel by its name or, as Asterisk also accepts, its Uniqueid."""
+        found = self.channels.get(name)
+        if found is None:
+            found = next((c for c in self.channels.values() if c.uniqueid == name), None)
+        return found
 
     def owner(self, ch: Channel) -> Call | None:
         return self._owner.get(ch.name)
@@ -404,16 +425,16 @@ class Pbx:
     # -- requests from AMI --------------------------------------------------------------------
 
     def request_hangup(self, name: str, cause: int = 16) -> bool:
-        ch = self.channels.get(name)
-        call = self._owner.get(name)
+        ch = self.find(name)
+        call = self._owner.get(ch.name) if ch is not None else None
         if ch is None or call is None:
             return False
         self.interrupt(call, Interrupt(ch, cause))
         return True
 
     def request_redirect(self, name: str, context: str, exten: str, priority: int) -> bool:
-        ch = self.channels.get(name)
-        call = self._owner.get(name)
+        ch = self.find(name)
+        call = self._owner.get(ch.name) if ch is not None else None
         if ch is None or call is None:
             return False
         self.interrupt(call, Interrupt(ch, 16, "redirect", (context, exten, priority)))
@@ -426,6 +447,10 @@ class Pbx:
             if interrupt.kind != "redirect":
                 call.hung_up.set()
         call.wake.set()
+
+    def _kick(self, call: Call, ch: Channel) -> None:
+        """ConfBridge put the channel out (end_marked: its agent left)."""
+        self.interrupt(call, Interrupt(ch, 16, "kicked"))
 
     def mixmonitor(self, ch: Channel, start: bool) -> None:
         ch.mixmonitor = start
@@ -449,7 +474,8 @@ class Pbx:
         target, _, _options = rest.partition("/")
         number, _, where = target.partition("@")
         fate: DebtorFate | None = None  # an agent at the far end: no debtor model
-        if not (tech == "Local" and where == AGENT_CONTEXT):
+        phone = req.context in (AGENT_LOGIN_CONTEXT, SPY_CONTEXT)  # an agent's or supervisor's
+        if not phone and not (tech == "Local" and where == AGENT_CONTEXT):
             self._attempts[number] += 1
             fate = self.debtors.fate(number, self._attempts[number])
             self.stats[f"fate_{fate.outcome.value}"] += 1
@@ -457,8 +483,7 @@ class Pbx:
         call = Call(req, number, fate, placeholder, None, result=result)
         call.caller = _parse_caller_id(req.caller_id)
         if tech == "Local":
-            self._local_counter += 1
-            base = f"Local/{target}-{self._local_counter - 1:08x}"
+            base = f"Local/{target}-{self._next_channel_number():08x}"
             one = self._new_channel(
                 call, f"{base};1", req.channel_id, None, context=where, exten=number
             )
@@ -481,9 +506,8 @@ class Pbx:
                 call, name, req.channel_id, None, context=req.context, exten=req.exten, tech=tech
             )
             call.one = one
-        call.one.variables.update(req.variables)
-        if call.two is not None:
-            call.two.variables.update(req.variables)
+        # The Originate's variables land on the channels one VarSet at a time (_announce_local,
+        # _originate_flow): until then a ChanVariable shows them empty, as in the captures.
         return call
 
     async def _run(self, call: Call) -> None:
@@ -528,6 +552,13 @@ class Pbx:
                 ("CallerIDNum", num),
                 ("CallerIDName", name),
             ]
+            if success:
+                # manager.c appends the channel's manager variables, named after the channel.
+                one = call.one
+                pairs += [
+                    (f"ChanVariable({one.name})", f"{var}={one.variables.get(var, '')}")
+                    for var in one.manager_vars
+                ]
             self.emit(event("OriginateResponse", "call,all", pairs))
 
     def _record(self, call: Call, outcome: str) -> None:
@@ -575,13 +606,14 @@ class Pbx:
         self.emit(newexten_event(one, app, "(Outgoing Line)"))
         user_vars = list(call.request.variables)
         for name, value in reversed(user_vars):
-            self.emit(varset_event(one, name, value))
+            self.set_variable(one, name, value)
+        one.variables.update(user_vars)  # a name given twice: the last value holds
         self._set_caller(call, one)
         self.cosmetic(
             lambda: [channel_event("NewCallerid", one), channel_event("NewConnectedLine", one)]
         )
         for name, value in user_vars:
-            self.emit(varset_event(two, name, value))
+            self.set_variable(two, name, value)
         self._set_caller(call, two)
         self.cosmetic(
             lambda: [channel_event("NewCallerid", two), channel_event("NewConnectedLine", two)]
@@ -614,7 +646,8 @@ class Pbx:
         if two is None:
             self.emit(channel_event("Newchannel", one))
             for name, value in reversed(req.variables):
-                self.emit(varset_event(one, name, value))
+                self.set_variable(one, name, value)
+            one.variables.update(req.variables)  # a name given twice: the last value holds
             self._set_caller(call, one)
         else:
             self._announce_local(call)
@@ -739,18 +772,30 @@ class Pbx:
         self._gone(one, cause)
 
     async def _answer_agent_far_end(self, call: Call) -> None:
-        """`Local/<agent>@agents` originated directly: the agent answers, then ;1 runs dialplan."""
+        """An agent's phone (`Local/<agent>@agents`, or any phone originated into dialer-agent
+        or dialer-spy) answers, then ;1 runs the Originate's context."""
+        one, two = call.one, call.two
+        req = call.request
+        if two is not None:
+            # The lab's [agents] context: Set(AGENT_ID=${EXTEN}) before Answer().
+            self.set_variable(two, "AGENT_ID", call.number)
         if await self._pause(call, self.agents.answer_secs):
             await self._cancel_ringing(call)
             return
-        one, two = call.one, call.two
-        self._finish(call, True, 4)
+        flow = {AGENT_LOGIN_CONTEXT: self.nailed.agent_login, SPY_CONTEXT: self.nailed.spy}
+        nailed = flow.get(req.context)
+        if nailed is None:
+            self._finish(call, True, 4)
         if two is not None:
-            two.goto(AGENT_CONTEXT, "agent", 2)
+            two.goto(two.context, call.number, 3)
             self._new_state(two, State.UP)
         self._new_state(one, State.UP)
         self.emit(self._dial_event("DialEnd", one, [("DialStatus", "ANSWER")]))
-        one.goto(call.request.context, call.request.exten, call.request.priority)
+        one.goto(req.context, req.exten, req.priority)
+        if nailed is not None:
+            # The dialplan runs first: OriginateResponse follows its first step (fact 12).
+            await nailed(call)
+            return
         await self._park(call)
         self._record(call, "agent_leg")
 
@@ -838,26 +883,52 @@ class Pbx:
         self._app(one, 7, "NoOp", f"AGI done AGISTATUS={status} ROUTE={route}")
         if route == "dial" and var.get("TARGET_CHANNEL"):
             if var.get("RECORD") == "1":
-                recording = var.get("RECORDING_FILE", "")
-                self._app(one, 12, "MixMonitor", f"{recording},b")
-                if recording and not recording.startswith("/"):
-                    # As app_mixmonitor does: relative names live in the monitor folder.
-                    recording = f"{self.config.monitor_dir}/{recording}"
-                self.set_variable(one, "MIXMONITOR_FILENAME", recording)
-                self.mixmonitor(one, True)
+                self._start_recording(call, 12)
             await self._dial_agent(call, var["TARGET_CHANNEL"])
             return
+        if route == "bridge":
+            await self.nailed.bridge_debtor(call)
+            return
         if route == "abandon":
-            self._app(one, 20, "Playback", SAFE_HARBOUR)
-            if await self._pause(call, self.config.safe_harbour_secs):
-                await self._hangup(call, "abandoned")
-                return
-            self.set_variable(one, "PLAYBACKSTATUS", "SUCCESS")
-            self._app(one, 21, "Hangup", "")
-            await self._hangup_from(call, one, 16, "abandoned")
+            await self._abandon(call)
             return
         self._app(one, 30, "Hangup", "")
         await self._hangup_from(call, one, 16, "agi_hangup" if route == "hangup" else "agi_failed")
+
+    def _start_recording(self, call: Call, priority: int) -> None:
+        """MixMonitor(${RECORDING_FILE},b) on the debtor's channel."""
+        one = call.one
+        recording = one.variables.get("RECORDING_FILE", "")
+        self._app(one, priority, "MixMonitor", f"{recording},b")
+        if recording and not recording.startswith("/"):
+            # As app_mixmonitor does: relative names live in the monitor folder.
+            recording = f"{self.config.monitor_dir}/{recording}"
+        self.set_variable(one, "MIXMONITOR_FILENAME", recording)
+        self.mixmonitor(one, True)
+
+    async def _abandon(self, call: Call) -> None:
+        """No agent: the safe-harbour message, then hang up."""
+        one = call.one
+        self._app(one, 26, "Playback", SAFE_HARBOUR)
+        if await self._pause(call, self.config.safe_harbour_secs):
+            interrupt = call.interrupt
+            if (
+                interrupt is not None
+                and interrupt.kind in ("far_end", "hangup")
+                and interrupt.channel is call.two
+            ):
+                # The debtor hangs up during the message (ami_nailed_no_agent.log): Playback
+                # ends, then ;1 is hung up.
+                self._record(call, "abandoned")
+                self._far_end_first(call, interrupt.cause)
+                self.set_variable(one, "PLAYBACKSTATUS", "SUCCESS")
+                self._then_one(call, interrupt.cause)
+                return
+            await self._hangup(call, "abandoned")
+            return
+        self.set_variable(one, "PLAYBACKSTATUS", "SUCCESS")
+        self._app(one, 27, "Hangup", "")
+        await self._hangup_from(call, one, 16, "abandoned")
 
     async def _run_agi(self, call: Call, url: str) -> str:
         """AGI(): run the FastAGI session, mirror each command on AMI, return AGISTATUS."""
@@ -905,8 +976,7 @@ class Pbx:
         tech, _, rest = target.partition("/")
         if tech == "Local":
             agent, _, ctx = rest.partition("@")
-            self._local_counter += 1
-            base = f"Local/{rest}-{self._local_counter - 1:08x}"
+            base = f"Local/{rest}-{self._next_channel_number():08x}"
             a1 = self._new_channel(
                 call, f"{base};1", None, call.one.linkedid, context=ctx, exten=agent
             )
@@ -942,6 +1012,9 @@ class Pbx:
                 ch.caller_num, ch.caller_name = one.caller_num, one.caller_name
             self._local_bridge(a1, a2)
         self.emit(self._dial_event("DialBegin", a1, [("DialString", dial_string)], src=one))
+        if a2 is not None:
+            # The lab's [agents] context: Set(AGENT_ID=${EXTEN}) before Answer().
+            self.set_variable(a2, "AGENT_ID", a2.exten)
         answer = min(self.agents.answer_secs, self.config.agent_dial_timeout_secs)
         if await self._pause(call, answer):
             await self._hangup(call, "hangup_during_agent_dial")
@@ -1023,6 +1096,41 @@ class Pbx:
 
     # -- hangups -----------------------------------------------------------------------------
 
+    def _far_end_first(self, call: Call, cause: int) -> None:
+        """The ;2 half hung up (the far end left): it goes, ;1 is asked to follow."""
+        two = call.two
+        assert two is not None
+        self.emit(channel_event("SoftHangupRequest", two, [("Cause", str(SOFTHANGUP_APPUNLOAD))]))
+        self.emit(channel_event("HangupRequest", call.one, [("Cause", str(cause))]))
+        self._gone(two, cause)
+
+    def _then_one(self, call: Call, cause: int) -> None:
+        """After `_far_end_first` and ;1's application returned: ;1 runs `h` and goes."""
+        one = call.one
+        self.emit(channel_event("SoftHangupRequest", one, [("Cause", str(SOFTHANGUP_APPUNLOAD))]))
+        self._run_h(one, cause)
+        self._gone(one, cause)
+
+    def _run_h(self, one: Channel, cause: int) -> None:
+        """The `h` extension of the contexts that have one: a log line with the cause."""
+        var = one.variables
+        if one.context == CONNECT_CONTEXT:
+            text = (
+                f"DIALER-CONNECT hangup {one.name} cause={cause} "
+                f"DIALSTATUS={var.get('DIALSTATUS', '')} "
+                f"CONFBRIDGE_RESULT={var.get('CONFBRIDGE_RESULT', '')}"
+            )
+        elif one.context == AGENT_LOGIN_CONTEXT:
+            text = (
+                f"DIALER-AGENT hangup {one.name} agent={var.get('AGENT_ID', '')} cause={cause} "
+                f"CONFBRIDGE_RESULT={var.get('CONFBRIDGE_RESULT', '')}"
+            )
+        else:
+            return
+        one.goto(one.context, "h", 1)
+        self.emit(newexten_event(one, "NoOp", text))
+        one.priority = 2
+
     async def _hangup(self, call: Call, outcome: str = "") -> None:
         """Tear the call down in reaction to its interrupt (who hung up decides the order)."""
         interrupt = call.interrupt
@@ -1082,17 +1190,7 @@ class Pbx:
                 self.emit(channel_event("SoftHangupRequest", a2, soft))
         if a2 is not None and a2.alive:
             self._gone(a2, cause)
-        if one.context == CONNECT_CONTEXT:
-            one.goto(CONNECT_CONTEXT, "h", 1)
-            self.emit(
-                newexten_event(
-                    one,
-                    "NoOp",
-                    f"DIALER-CONNECT hangup {one.name} cause={cause} "
-                    f"DIALSTATUS={one.variables.get('DIALSTATUS', '')}",
-                )
-            )
-            one.priority = 2
+        self._run_h(one, cause)
         self._gone(one, cause)
         if two is not None and two.alive:
             self.emit(channel_event("SoftHangupRequest", two, soft))

@@ -1,0 +1,1 @@
+"""The pages and their API: FastAPI app, auth, WebSocket hub, static files."""
