@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dialer.errors import ConfigError
 
@@ -145,6 +146,16 @@ class CampaignConfig:
         "This is an attempt to collect a debt; any information obtained will be used for that "
         "purpose. Am I speaking with {debtor}?"
     )
+    # The call center's time zone: where the supervisor's "today" starts (IANA name).
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"campaign.timezone: {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)"
+            ) from None
 
 
 @dataclass(frozen=True)

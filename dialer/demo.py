@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import secrets
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,11 +31,14 @@ from dialer.config import (
     Config,
     DialingConfig,
     Secret,
+    WebConfig,
 )
 from dialer.importer import import_csv
 from dialer.portfolio import write_sample_portfolio
 from dialer.run import StopSignals, run_campaign
-from dialer.store.db import open_store
+from dialer.store import users
+from dialer.store.db import Store, open_store
+from dialer.store.models import Role
 from dialer.summary import CampaignSummary, print_summary
 from sim.asterisk.ami import AmiConfig as SimAmiConfig
 from sim.asterisk.ami import AsteriskSim
@@ -50,14 +55,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=100.0,
-        help="simulated seconds per wall second (100: a call of 2.5 min takes 1.5 s)",
+        default=None,
+        help="simulated seconds per wall second (default 100: a call of 2.5 min takes 1.5 s; "
+        "1 with --web)",
     )
     parser.add_argument(
         "--data-dir", type=Path, help="keep the database here (default: a temporary directory)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     parser.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the pages too: you are agent1 (sign in as agent1) or the supervisor; "
+        "runs in real time until Ctrl-C unless --time-scale is given",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port of the pages (with --web)")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("DIALER_DEMO_PASSWORD", ""),
+        help="password of the demo's users agent1 and supervisor (with --web; default: "
+        "$DIALER_DEMO_PASSWORD, else a random one printed at start)",
+    )
 
 
 def business_afternoon(today: date | None = None) -> datetime:
@@ -76,7 +95,12 @@ def simulated_clock(start: datetime, time_scale: float) -> Callable[[], datetime
     return lambda: (start + timedelta(seconds=(monotonic() - origin) * time_scale)).astimezone(UTC)
 
 
-def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float) -> Config:
+def demo_config(
+    *, ami_port: int, agents: int, data_dir: Path, time_scale: float, web_port: int | None = None
+) -> Config:
+    """The demo's settings; with `web_port`, agent1 is a person at the desktop (their phone
+    nailed up in the simulator) and the other agents are simulated."""
+    first_simulated = 1 if web_port is None else 2
     return Config(
         data_dir=data_dir,
         node_id="demo",
@@ -88,19 +112,51 @@ def demo_config(*, ami_port: int, agents: int, data_dir: Path, time_scale: float
         dialing=DialingConfig(
             channel_template="Local/{number}@debtor-sim", use_amd=True, record=True
         ),
-        campaign=CampaignConfig(name="demo", dial_mode="predictive", wrap_up_s=10.0),
+        # A person at the desktop needs real seconds to write the outcome down.
+        campaign=CampaignConfig(
+            name="demo",
+            dial_mode="predictive",
+            wrap_up_s=10.0 if web_port is None else 60.0,
+            timezone="America/New_York",
+        ),
+        web=WebConfig(
+            enabled=web_port is not None,
+            agent_connect="nailed",
+            phone_template="Local/{extension}@agents",
+        ),
         # The demo's database is thrown away; in-process ledgers keep its clock-compressed
         # calls free of database waits.
         compliance=ComplianceConfig(backend="memory"),
         agents=tuple(
             AgentConfig(id=f"agent{i}", channel=f"Local/agent{i}@agents")
-            for i in range(1, agents + 1)
+            for i in range(first_simulated, agents + 1)
         ),
     )
 
 
+def add_demo_users(store: Store, tenant: str, password: str) -> None:
+    """agent1 (the person at the desktop) and a supervisor, unless a kept database has them."""
+    for username, role, agent_id, name in (
+        ("agent1", Role.AGENT, "agent1", "Alex Agent"),
+        ("supervisor", Role.SUPERVISOR, None, "Sam Supervisor"),
+    ):
+        if users.find_user(store, tenant, username) is None:
+            users.add_user(
+                store, tenant, username, password, role, display_name=name, agent_id=agent_id
+            )
+
+
 async def run_demo(
-    *, debtors: int, agents: int, seed: int, time_scale: float, data_dir: Path, show_progress: bool
+    *,
+    debtors: int,
+    agents: int,
+    seed: int,
+    time_scale: float,
+    data_dir: Path,
+    show_progress: bool,
+    web_port: int | None = None,
+    password: str = "",
+    password_given: bool = False,
 ) -> CampaignSummary:
     portfolio = data_dir / "portfolio.csv"
     write_sample_portfolio(portfolio, debtors=debtors, seed=seed)
@@ -111,9 +167,17 @@ async def run_demo(
         debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=0.02)),
     )
     await sim.start()
-    config = demo_config(ami_port=sim.port, agents=agents, data_dir=data_dir, time_scale=time_scale)
+    config = demo_config(
+        ami_port=sim.port,
+        agents=agents,
+        data_dir=data_dir,
+        time_scale=time_scale,
+        web_port=web_port,
+    )
     store = open_store(config.effective_database_url)
     try:
+        if web_port is not None:
+            add_demo_users(store, config.campaign.tenant, password)
         report = import_csv(
             store, portfolio, tenant=config.campaign.tenant, default_region="US", progress=False
         )
@@ -134,6 +198,15 @@ async def run_demo(
             show_progress=show_progress,
             wallclock=simulated_clock(business_afternoon(), time_scale),
             signals=signals,
+            serve_web=web_port is not None,
+            web_port=web_port,
+            on_web_ready=lambda port: print(
+                f"pages on http://127.0.0.1:{port}/ - tenant {config.campaign.tenant}, "
+                "users agent1 and supervisor"
+                + ("" if password_given else f", password {password}"),
+                file=sys.stderr,
+                flush=True,
+            ),
         )
     finally:
         store.close()
@@ -144,12 +217,20 @@ async def run_demo(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.debtors < 1 or args.agents < 1 or args.time_scale <= 0:
+    if (
+        args.debtors < 1
+        or args.agents < 1
+        or (args.time_scale is not None and args.time_scale <= 0)
+    ):
         print(
             "dialer demo: --debtors and --agents must be at least 1, --time-scale above 0",
             file=sys.stderr,
         )
         return 2
+
+    # People at the pages live in real time.
+    time_scale = args.time_scale if args.time_scale is not None else 1.0 if args.web else 100.0
+    password = args.password or secrets.token_urlsafe(9)
 
     def go(data_dir: Path) -> CampaignSummary:
         return asyncio.run(
@@ -157,9 +238,12 @@ def run(args: argparse.Namespace) -> int:
                 debtors=args.debtors,
                 agents=args.agents,
                 seed=args.seed,
-                time_scale=args.time_scale,
+                time_scale=time_scale,
                 data_dir=data_dir,
                 show_progress=not args.quiet,
+                web_port=args.port if args.web else None,
+                password=password,
+                password_given=bool(args.password),
             )
         )
 

@@ -48,7 +48,16 @@ from dialer.serial_worker import SerialWorker
 from dialer.store import attempts as repo
 from dialer.store import campaigns
 from dialer.store.db import Store
-from pacing.models import AgentCallEnded, AnswerKind, CallOutcome, DialMode, Overrides, PacingState
+from pacing.models import (
+    AgentCallEnded,
+    AnswerKind,
+    CallOutcome,
+    DialMode,
+    Overrides,
+    PacingSettings,
+    PacingState,
+)
+from pacing.statistics import CampaignStatistics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,12 @@ class PacerLike(Protocol):
     def apply(self, overrides: Overrides) -> None: ...
 
     def to_json(self) -> str: ...
+
+    @property
+    def settings(self) -> PacingSettings: ...
+
+    @property
+    def statistics(self) -> CampaignStatistics: ...
 
 
 @dataclass(frozen=True)
@@ -289,6 +304,8 @@ class CampaignEngine:
         )
         self.sessions.subscribe(self._agent_changed)
         self.watcher: CallWatcher | None = None
+        # When (clock) the latest Originates left, for the supervisor's dials per minute.
+        self.dial_times: deque[float] = deque(maxlen=20_000)
         # Agents in wrap-up: (attempt, when the call ended, talk seconds) until it ends.
         self._wrapping: dict[str, tuple[int, float, float]] = {}
         self.stats = EngineStats()
@@ -948,6 +965,7 @@ class CampaignEngine:
             self.live.add(attempt_id, live)
             self.table.add(call)
             self.stats.originates_sent += 1
+            self.dial_times.append(self.clock())
             self._cps_tokens -= 1
             self._spawn(self._originate(live, server), f"originate-{attempt_id}")
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from compliance_guard.audit import JsonlAudit
-from compliance_guard.models import AttemptRequest, Decision, PhoneType
+from compliance_guard.models import AttemptRequest, Decision
 from compliance_guard.models import Outcome as ComplianceOutcome
 from compliance_guard.rules import load_ruleset
 from compliance_guard.service import Guard, RuleBook
@@ -20,6 +20,7 @@ from dialer.calls.models import Outcome
 from dialer.config import Config
 from dialer.engine import GateDecision
 from dialer.errors import ConfigError
+from dialer.guard_names import guard_request
 from dialer.store.attempts import DialCandidate
 from dialer.store.db import Store
 from dialer.store.models import Address
@@ -73,24 +74,8 @@ class ComplianceGate:
         return [self._request(c, addresses.get(c.debtor_id), now) for c in candidates]
 
     def _request(self, candidate: DialCandidate, address: Any, now: datetime) -> AttemptRequest:
-        try:
-            phone_type = PhoneType(candidate.phone_type)
-        except ValueError:
-            phone_type = PhoneType.OTHER
-        return AttemptRequest(
-            tenant=self.tenant,
-            person_id=str(candidate.debtor_id),
-            debt_ids=(str(candidate.debt_id),) if candidate.debt_id is not None else (),
-            phone=candidate.e164,
-            campaign_id=str(self.campaign_id),
-            phone_type=phone_type,
-            time_zones=(candidate.timezone,) if candidate.timezone else (),
-            postal_code=address.postal_code if address else None,
-            country=address.country if address else None,
-            region=address.region if address else None,
-            # Read from the store just now.
-            facts_as_of=now,
-        )
+        # Read from the store just now.
+        return guard_request(self.tenant, self.campaign_id, candidate, address, facts_as_of=now)
 
     def prepare(self, candidates: list[DialCandidate], now: datetime) -> None:
         """Numbers about to be dialled (a hopper load): classify them now, off the dial path."""

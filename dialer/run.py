@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -50,10 +51,14 @@ async def run_campaign(
     gate: AttemptGate | None = None,
     wallclock: Callable[[], datetime] | None = None,
     signals: StopSignals | None = None,
+    serve_web: bool = False,
+    web_port: int | None = None,
+    on_web_ready: Callable[[int], None] | None = None,
 ) -> CampaignSummary:
     """Run one campaign to the end (list exhausted) or until `stop` is set; summarise it.
 
-    Without `gate`, every attempt passes the compliance guard configured in `config`."""
+    Without `gate`, every attempt passes the compliance guard configured in `config`. With
+    `serve_web`, the pages are served from this loop while the campaign runs."""
     tenant_id = repo.ensure_tenant(store, config.campaign.tenant)
     campaign_id = repo.ensure_campaign(store, tenant_id, campaign_name, config.campaign.dial_mode)
     pacer = make_pacer(
@@ -73,13 +78,10 @@ async def run_campaign(
             log.warning(
                 "x campaign %s: pacing snapshot ignored (%s); starting cold", campaign_name, exc
             )
+    guard = gate.guard if isinstance(gate, ComplianceGate) else None
     if gate is None:
-        gate = ComplianceGate(
-            build_guard(config, store),
-            store,
-            tenant=config.campaign.tenant,
-            campaign_id=campaign_id,
-        )
+        guard = build_guard(config, store)
+        gate = ComplianceGate(guard, store, tenant=config.campaign.tenant, campaign_id=campaign_id)
     engine = CampaignEngine(
         config,
         store,
@@ -88,6 +90,7 @@ async def run_campaign(
         pacer=pacer,
         gate=gate,
         wallclock=wallclock or (lambda: datetime.now(UTC)),
+        campaign_name=campaign_name,
     )
     if signals is not None:
         signals.engine = engine
@@ -97,7 +100,16 @@ async def run_campaign(
     gc.freeze()
     # The summary tells this run's attempts from earlier runs' by where the attempt ids stand now.
     start = mark_run_start(store, campaign_id, config.node_id)
-    await engine.run(stop, progress_line if show_progress else None)
+    async with contextlib.AsyncExitStack() as stack:
+        if serve_web:
+            from dialer.web.wiring import pages  # the web stack only where pages are served
+
+            port = await stack.enter_async_context(
+                pages(engine, config, guard or build_guard(config, store), port=web_port)
+            )
+            if on_web_ready is not None:
+                on_web_ready(port)
+        await engine.run(stop, progress_line if show_progress else None)
     return summarize(engine, campaign_name, start)
 
 
@@ -147,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
             stop=stop,
             show_progress=not args.quiet,
             signals=signals,
+            serve_web=config.web.enabled,
+            on_web_ready=lambda port: print(
+                f"pages on http://{config.web.host}:{port}/", file=sys.stderr, flush=True
+            ),
         )
 
     try:

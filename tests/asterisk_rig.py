@@ -139,6 +139,9 @@ secret = "{lab.ami_secret}"
 [agi]
 port = {free_port()}
 
+[web]
+port = 0
+
 [dialing]
 channel_template = "{channel_template}"
 ring_timeout_s = {ring_timeout_s}

@@ -19,6 +19,7 @@ from dialer.portfolio import write_sample_portfolio
 from dialer.store.db import open_store
 from sim.asterisk import AmiConfig, AsteriskSim, PbxConfig
 from sim.behaviour import SeededDebtors
+from tests.asterisk_rig import LAB_RULESET
 
 SCALE = 50.0
 
@@ -58,6 +59,12 @@ secret = "dialer"
 
 [agi]
 port = 0
+
+[web]
+port = 0
+
+[compliance]
+ruleset = "{LAB_RULESET}"
 
 [campaign]
 name = "night"

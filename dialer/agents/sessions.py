@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from dialer.agents import store as shifts
@@ -134,7 +134,9 @@ class AgentSessions:
         return [self._status(a) for a in self.pool]
 
     def _status(self, agent: AgentSession) -> AgentStatus:
-        since = self._since_wall.get(agent.id) or self.wallclock()
+        # Pages count the time in state on the real clock; the engine's may run simulated.
+        now = self.wallclock()
+        since = datetime.now(UTC) - (now - self._since_wall.get(agent.id, now))
         left = None
         if agent.state is AgentState.WRAP_UP and self.wrap_up_limit_s > 0:
             spent = (self.clock() - agent.since) * self.scale

@@ -88,7 +88,6 @@ function render() {
 
   const onCall = ON_A_CALL.includes(state);
   $("#btn-hangup").disabled = !onCall || takenOver;
-  $("#btn-transfer").disabled = state !== "on_call" || takenOver;
 
   if (
     status.attempt_id &&
@@ -491,9 +490,6 @@ function wire() {
   $("#pause-reason").addEventListener("change", () => status && render());
   $("#btn-logout").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/logout"));
   $("#btn-hangup").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/hangup"));
-  $("#btn-transfer").addEventListener("click", (e) =>
-    act(e.currentTarget, "/api/agent/transfer", undefined, t("done")),
-  );
   $("#btn-redial-phone").addEventListener("click", (e) =>
     act(e.currentTarget, "/api/agent/redial-phone", undefined, t("agent.phone_redialling")),
   );

@@ -52,6 +52,7 @@ const en = {
   "reason.technical": "Technical issue",
   "reason.callback": "Callback",
   "reason.phone_lost": "Phone lost",
+  "reason.login": "Just signed in",
 
   "agent.title": "Agent desktop",
   "agent.time_in_state": "Time in state",
@@ -74,7 +75,6 @@ const en = {
   "agent.paused_hint": "You are paused. Press Ready to take calls.",
   "agent.logged_out_hint": "Log in to the dialer to take calls.",
   "agent.hangup": "Hang up",
-  "agent.transfer": "Transfer to supervisor",
   "agent.call_ended": "Call ended",
   "agent.call_live": "Call in progress",
 
@@ -171,7 +171,6 @@ const en = {
   "sup.monitor": "Monitor",
   "sup.need_phone": "Enter your phone number (top right) first.",
   "sup.spy_started": "Calling your phone to {mode} {agent}.",
-  "sup.confirm_stop": "Stop campaign “{name}”? Calls in progress finish; no new calls are made.",
 
   "campaign.running": "Running",
   "campaign.paused": "Paused",
@@ -207,7 +206,6 @@ const en = {
 
   "ctl.start": "Start",
   "ctl.pause": "Pause",
-  "ctl.stop": "Stop",
   "ctl.dial_mode": "Dial mode",
   "ctl.target": "Target abandonment (%)",
   "ctl.max_ratio": "Max dial ratio",
@@ -271,6 +269,7 @@ const zhCN = {
   "reason.technical": "技术故障",
   "reason.callback": "回拨",
   "reason.phone_lost": "话机断开",
+  "reason.login": "刚签入",
 
   "agent.title": "坐席工作台",
   "agent.time_in_state": "持续时间",
@@ -293,7 +292,6 @@ const zhCN = {
   "agent.paused_hint": "您处于暂停状态，点击“就绪”开始接听。",
   "agent.logged_out_hint": "请先签入外呼系统再接听电话。",
   "agent.hangup": "挂断",
-  "agent.transfer": "转接班长",
   "agent.call_ended": "通话已结束",
   "agent.call_live": "通话进行中",
 
@@ -390,7 +388,6 @@ const zhCN = {
   "sup.monitor": "监控",
   "sup.need_phone": "请先在右上角填写您的话机号码。",
   "sup.spy_started": "正在呼叫您的话机，{mode}坐席 {agent}。",
-  "sup.confirm_stop": "确定停止外呼任务“{name}”？进行中的通话会正常结束，不再发起新的呼叫。",
 
   "campaign.running": "运行中",
   "campaign.paused": "已暂停",
@@ -426,7 +423,6 @@ const zhCN = {
 
   "ctl.start": "启动",
   "ctl.pause": "暂停",
-  "ctl.stop": "停止",
   "ctl.dial_mode": "外呼模式",
   "ctl.target": "目标呼损率（%）",
   "ctl.max_ratio": "最大拨打比",
