@@ -35,6 +35,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "pacing": ("sim.bench_pacing", "pacing algorithms over simulated days"),
     "compliance": ("compliance_guard.bench", "check-and-reserve throughput and latency"),
     "store": ("dialer.store.bench", "import throughput and attempt writes vs bare baselines"),
+    "web": ("dialer.bench_web", "screen pops to 500 agents' pages; CPU of 50 supervisors' feeds"),
     "asterisk": (
         "dialer.bench_asterisk",
         "call setups/s and calls held through a real Asterisk's PJSIP trunk to SIPp",

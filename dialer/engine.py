@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeVar
 
@@ -42,12 +42,15 @@ from dialer.calls.state import (
 )
 from dialer.calls.table import CallTable
 from dialer.config import AmiServerConfig, Config
+from dialer.desk import callbacks
+from dialer.desk.callbacks import DueCallback
 from dialer.errors import AmiActionError, AmiConnectionLost, AmiError, AmiTimeout
 from dialer.logsafe import call_log, mask_phone
 from dialer.serial_worker import SerialWorker
 from dialer.store import attempts as repo
 from dialer.store import campaigns
 from dialer.store.db import Store
+from dialer.store.models import CallbackStatus
 from pacing.models import (
     AgentCallEnded,
     AnswerKind,
@@ -60,6 +63,9 @@ from pacing.models import (
 from pacing.statistics import CampaignStatistics
 
 log = logging.getLogger(__name__)
+
+# How often (simulated seconds) the store is asked for callbacks that have come due.
+CALLBACK_POLL_S = 5.0
 
 # Replies to an Originate that say the server, not the debtor's number, is unavailable: no call
 # was placed, so the phone goes back to the hopper and the server is left alone for a while.
@@ -135,6 +141,8 @@ class LiveCall:
     # Events were lost while an agent may have been talking with the debtor (a restart, a
     # reconnect): the guard books a conversation unless one is ruled out.
     conversation_possible: bool = False
+    # A callback an agent promised in person: they take it if they are free.
+    only_agent: str | None = None
 
 
 class LiveCalls:
@@ -306,6 +314,11 @@ class CampaignEngine:
         self.watcher: CallWatcher | None = None
         # When (clock) the latest Originates left, for the supervisor's dials per minute.
         self.dial_times: deque[float] = deque(maxlen=20_000)
+        # Callbacks in the hopper by phone id, until dialled or refused.
+        self._callbacks: dict[int, tuple[DueCallback, str | None]] = {}
+        self._callbacks_read_at = float("-inf")
+        # The earliest pending callback's time, if within the reschedule horizon: the run waits.
+        self._next_callback_at: datetime | None = None
         # Agents in wrap-up: (attempt, when the call ended, talk seconds) until it ends.
         self._wrapping: dict[str, tuple[int, float, float]] = {}
         self.stats = EngineStats()
@@ -443,7 +456,10 @@ class CampaignEngine:
         if self.live:
             return False
         return self._stopping or (
-            self._hopper_exhausted and not self._hopper and not self._deferred
+            self._hopper_exhausted
+            and not self._hopper
+            and not self._deferred
+            and self._next_callback_at is None
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -818,12 +834,56 @@ class CampaignEngine:
         self._cps_at = now
         return int(self._cps_tokens)
 
+    async def _load_due_callbacks(self) -> None:
+        """Callbacks whose time has come go to the front of the hopper (the guard still decides
+        on each); a personal one waits until its agent is ready."""
+        now = self.clock()
+        if now - self._callbacks_read_at < self._wall(CALLBACK_POLL_S):
+            return
+        self._callbacks_read_at = now
+        now_dt = self._now_dt()
+        upcoming = await self._row_worker.run(
+            callbacks.next_callback_at, self.store, self.tenant_id, self.campaign_id
+        )
+        horizon = timedelta(seconds=self.config.campaign.reschedule_horizon_s)
+        self._next_callback_at = upcoming if upcoming and upcoming - now_dt <= horizon else None
+        if upcoming is None or upcoming > now_dt:
+            return
+        due = await self._row_worker.run(
+            callbacks.due_callbacks,
+            self.store,
+            self.tenant_id,
+            self.campaign_id,
+            self._now_dt(),
+            20,
+        )
+        for callback in reversed(due):
+            phone = callback.phone_id
+            if (
+                phone in self._callbacks
+                or phone in self._skipped_phones
+                or phone in self._deferred
+                or self.live.has_debtor(callback.debtor_id)
+            ):
+                continue
+            only = callback.agent_id
+            if only is not None:
+                agent = self.agents.get(only)
+                if agent is None or agent.state is AgentState.LOGGED_OUT:
+                    only = None  # they are gone for the day: whoever is free calls back
+                elif agent.state is not AgentState.READY:
+                    continue  # busy: the callback waits for them
+            self._callbacks[phone] = (callback, only)
+            self._hopper.appendleft(callback.candidate())
+
     async def _place_calls(self) -> None:
         wanted = min(
             self.pacer.calls_to_place(self.pacing_state()),
             self.config.campaign.max_channels - len(self.live),
             self._originate_budget(),
         )
+        if wanted > 0:
+            await self._load_due_callbacks()
         picked: list[repo.DialCandidate] = []
         debtors: set[int] = set()
         while len(picked) < wanted:
@@ -857,6 +917,8 @@ class CampaignEngine:
         self, candidate: repo.DialCandidate, decision: GateDecision, now_dt: datetime
     ) -> None:
         self.stats.denied_by_gate += 1
+        # A refused callback stays pending: the agent's promise is not dropped silently.
+        self._callbacks.pop(candidate.phone_id, None)
         at = decision.next_allowed_at
         if (
             at is not None
@@ -962,6 +1024,16 @@ class CampaignEngine:
         for (candidate, decision, server, uid), attempt_id in zip(going, attempt_ids, strict=True):
             call = Call(attempt_id, uid, server.name, self.clock(), self._abandon_window())
             live = LiveCall(call, candidate, decision.reservation_id)
+            placed = self._callbacks.pop(candidate.phone_id, None)
+            if placed is not None:
+                callback, live.only_agent = placed
+                self._row_worker.later(
+                    callbacks.mark_callback,
+                    self.store,
+                    callback.id,
+                    CallbackStatus.DIALLED,
+                    attempt_id,
+                )
             self.live.add(attempt_id, live)
             self.table.add(call)
             self.stats.originates_sent += 1
@@ -1279,7 +1351,14 @@ class CampaignEngine:
         live = self.live.get(attempt_id)
         deadline = self.clock() + self._abandon_window()
         while True:
-            agent = self.agents.reserve_longest_idle(attempt_id, self.clock())
+            agent = None
+            if live is not None and live.only_agent is not None:
+                agent = self.agents.reserve_longest_idle(
+                    attempt_id, self.clock(), only=live.only_agent
+                )
+            if agent is None:
+                # A personal callback whose agent is busy after all: anyone beats abandoning.
+                agent = self.agents.reserve_longest_idle(attempt_id, self.clock())
             if agent is not None:
                 break
             remaining = deadline - self.clock()

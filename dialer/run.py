@@ -107,6 +107,10 @@ async def run_campaign(
             port = await stack.enter_async_context(
                 pages(engine, config, guard or build_guard(config, store), port=web_port)
             )
+            # The web stack loaded since the freeze above: keep the collector off it too (a
+            # full collection with hundreds of pages open stops the loop for ~100 ms).
+            gc.collect()
+            gc.freeze()
             if on_web_ready is not None:
                 on_web_ready(port)
         await engine.run(stop, progress_line if show_progress else None)

@@ -5,9 +5,11 @@ restart. The same engine and sessions as `dialer run`, over real AMI and FastAGI
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,9 +18,11 @@ from dialer.agents import store as shifts
 from dialer.agents.pool import PHONE_LOST, AgentState, Connect
 from dialer.agents.sessions import LOGGED_IN, AgentError
 from dialer.ami.protocol import Message
+from dialer.desk import dispositions
 from dialer.engine import CampaignEngine
+from dialer.gates import build_guard
 from dialer.store.db import Store
-from dialer.store.models import CallAttempt
+from dialer.store.models import CallAttempt, Callback, CallbackStatus, DispositionCode
 from tests.test_engine import Rig, _rig, _sim
 
 AGENT = "agent1"
@@ -184,3 +188,87 @@ def test_a_phone_that_could_inject_ami_headers_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(AgentError, match="not a phone"):
         asyncio.run(sessions.log_in(AGENT, "PJSIP/1001\r\nAction: Hangup", Connect.NAILED))
+
+
+CALLBACK_RULES = Path(__file__).parent / "data" / "callbacks-any-hour.toml"
+
+
+async def test_a_promised_callback_is_dialled_when_due_and_goes_back_to_that_agent(
+    tmp_path: Path, database_url: str
+) -> None:
+    r = await _rig(tmp_path, database_url, [_sim()], debtors=25, agents=0)
+    try:
+        config = dataclasses.replace(
+            r.config,
+            compliance=dataclasses.replace(r.config.compliance, ruleset=str(CALLBACK_RULES)),
+        )
+        guard = build_guard(config, r.store)
+        engine = r.engine
+        stop = asyncio.Event()
+        async with asyncio.timeout(90):
+            run = asyncio.create_task(engine.run(stop))
+            await _linked_up(engine)
+            for agent_id in ("agent1", "agent2"):
+                await engine.sessions.log_in(agent_id, f"Local/{agent_id}@agents", Connect.DIAL)
+                engine.sessions.ready(agent_id)
+            first = await _first_conversation_of(r.store, "agent1")
+            result = dispositions.record_disposition(
+                r.store,
+                guard,
+                "default",
+                engine.tenant_id,
+                dispositions.DispositionRequest(
+                    attempt_id=first.id,
+                    code=DispositionCode.CALLBACK,
+                    callback_at=datetime.now(UTC) + timedelta(seconds=1),
+                    callback_same_agent=True,
+                    note="call me back in a second",
+                ),
+                agent_id="agent1",
+                now=datetime.now(UTC),
+            )
+            assert result.callback_id is not None
+            callback = await _dialled(r.store, result.callback_id)
+            await _until(lambda: engine.live.get(callback.attempt_id) is None)
+            stop.set()
+            await run
+        with r.store.engine.connect() as conn:
+            again = conn.execute(
+                sa.select(CallAttempt).where(CallAttempt.id == callback.attempt_id)
+            ).one()
+        # The same debtor's same phone, called again although every phone is dialled once.
+        assert (again.phone_id, again.debtor_id) == (first.phone_id, first.debtor_id)
+        if again.connected_at is not None:
+            assert again.agent_id == "agent1"
+    finally:
+        r.store.close()
+        await r.sim.close()
+
+
+async def _first_conversation_of(store: Store, agent_id: str) -> sa.Row[Any]:
+    async with asyncio.timeout(30):
+        while True:
+            with store.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(CallAttempt)
+                    .where(
+                        CallAttempt.agent_id == agent_id,
+                        CallAttempt.connected_at.is_not(None),
+                        CallAttempt.status == "ended",
+                    )
+                    .limit(1)
+                ).first()
+            if row is not None:
+                return row
+            await asyncio.sleep(0.02)
+
+
+async def _dialled(store: Store, callback_id: int) -> sa.Row[Any]:
+    async with asyncio.timeout(30):
+        while True:
+            with store.engine.connect() as conn:
+                row = conn.execute(sa.select(Callback).where(Callback.id == callback_id)).one()
+            if row.status == CallbackStatus.DIALLED.value:
+                assert row.attempt_id is not None
+                return row
+            await asyncio.sleep(0.02)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from dialer.errors import StoreError
@@ -124,3 +124,21 @@ def mark_callback(
         raise StoreError(f"callback {callback_id}: {error_reason(exc)}") from exc
     if result.rowcount == 0:
         raise StoreError(f"callback {callback_id} does not exist")
+
+
+def next_callback_at(store: Store, tenant_id: int, campaign_id: int) -> datetime | None:
+    """When the campaign's earliest pending callback is due (None: none is pending): a run
+    whose list is done waits for callbacks due soon, as it waits for phones the guard allows
+    again soon."""
+    c = Callback
+    query = select(func.min(c.due_at)).where(
+        c.campaign_id == campaign_id,
+        c.status == CallbackStatus.PENDING.value,
+        c.tenant_id == tenant_id,
+    )
+    try:
+        with store.begin() as conn:
+            found: datetime | None = conn.execute(query).scalar()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"callbacks of campaign {campaign_id}: {error_reason(exc)}") from exc
+    return found

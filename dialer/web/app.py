@@ -476,8 +476,13 @@ async def _live_feed(services: WebServices) -> AsyncIterator[None]:
 async def _live_loop(services: WebServices) -> None:
     """Once a second, the live figures to every supervisor page of the campaign's tenant."""
     engine = services.engine
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
     while True:
-        await asyncio.sleep(LIVE_EVERY_S)
+        # On the beat, not a second after the last send's work (no drift).
+        next_at += LIVE_EVERY_S
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        next_at = max(next_at, loop.time() - LIVE_EVERY_S)
         if engine.tenant_id not in services.hub.supervisor_tenants():
             continue
         try:
