@@ -297,7 +297,7 @@ async def _measure(
     from dialer.web.server import serving
     from dialer.web.wiring import web_services
 
-    services = web_services(engine, config, guard)
+    services = web_services(engine, config, guard, asyncio.Event())
     app = create_app(services)
     report: dict[str, Any] = {
         "agents": settings.agents,

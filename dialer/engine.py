@@ -72,6 +72,10 @@ CALLBACK_POLL_S = 5.0
 SERVER_UNAVAILABLE = ("Asterisk is shutting down",)
 
 
+class PreviewRefused(Exception):
+    """A preview request the engine cannot serve; the message says why, for the agent."""
+
+
 class CallWatcher(Protocol):
     """Who follows the agents' calls (the desktop): told as a call is answered, connected to an
     agent and ended; each must return at once (it runs on the event loop)."""
@@ -319,6 +323,9 @@ class CampaignEngine:
         self._callbacks_read_at = float("-inf")
         # The earliest pending callback's time, if within the reschedule horizon: the run waits.
         self._next_callback_at: datetime | None = None
+        # Preview dialling: the case each agent is looking at, and phones dialled for an agent.
+        self._previews: dict[str, repo.DialCandidate] = {}
+        self._preview_dials: dict[int, str] = {}
         # Agents in wrap-up: (attempt, when the call ended, talk seconds) until it ends.
         self._wrapping: dict[str, tuple[int, float, float]] = {}
         self.stats = EngineStats()
@@ -441,6 +448,11 @@ class CampaignEngine:
             await self._row_worker.drain()
             await self._gate_worker.drain()
 
+    @property
+    def stopping(self) -> bool:
+        """Stop asked: no new dials; the run ends once the calls in progress have."""
+        return self._stopping
+
     def _stop_started(self) -> float:
         if self._stop_at is None:
             self._stop_at = self.clock()
@@ -460,6 +472,7 @@ class CampaignEngine:
             and not self._hopper
             and not self._deferred
             and self._next_callback_at is None
+            and not self._previews
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -876,7 +889,50 @@ class CampaignEngine:
             self._callbacks[phone] = (callback, only)
             self._hopper.appendleft(callback.candidate())
 
+    # ----- preview dialling: the agent sees the case, then presses dial -----
+
+    def preview_next(self, agent_id: str) -> repo.DialCandidate | None:
+        """The next number for a ready agent of a preview campaign, held for them until they
+        dial it (or ask for the next). None when the list has nothing for now."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.READY:
+            raise PreviewRefused("say you are ready first")
+        if self.pacer.settings.dial_mode is not DialMode.PREVIEW:
+            raise PreviewRefused("this campaign dials by itself (it is not in preview mode)")
+        held = self._previews.pop(agent_id, None)
+        if held is not None:
+            # Skipped by the agent: back to the end of the hopper for someone else.
+            self._hopper.append(held)
+        taken = {c.phone_id for c in self._previews.values()}
+        candidate = self._next_candidate(taken)
+        if candidate is not None:
+            self._previews[agent_id] = candidate
+        return candidate
+
+    async def preview_dial(self, agent_id: str) -> int:
+        """Dial the case the agent previewed, for them; the attempt's id. PreviewRefused when
+        nothing is held or the compliance guard says no (with its reason)."""
+        candidate = self._previews.pop(agent_id, None)
+        if candidate is None:
+            raise PreviewRefused("no case to dial: ask for the next one")
+        if self._pick_server() is None:
+            self._hopper.appendleft(candidate)
+            raise PreviewRefused("no Asterisk server is reachable")
+        now_dt = self._now_dt()
+        (decision,) = await self._gate_worker.run(self.gate.reserve_many, [candidate], now_dt)
+        if not decision.allowed:
+            self._denied(candidate, decision, now_dt)
+            raise PreviewRefused(f"the compliance guard refuses this call: {decision.reason}")
+        self._preview_dials[candidate.phone_id] = agent_id
+        await self._dial([(candidate, decision)], now_dt)
+        for live in self.live.values():
+            if live.candidate.phone_id == candidate.phone_id:
+                return live.call.attempt_id
+        raise PreviewRefused("the call could not be placed")
+
     async def _place_calls(self) -> None:
+        if self.pacer.settings.dial_mode is DialMode.PREVIEW:
+            return  # each call waits for its agent's press of dial
         wanted = min(
             self.pacer.calls_to_place(self.pacing_state()),
             self.config.campaign.max_channels - len(self.live),
@@ -1024,6 +1080,9 @@ class CampaignEngine:
         for (candidate, decision, server, uid), attempt_id in zip(going, attempt_ids, strict=True):
             call = Call(attempt_id, uid, server.name, self.clock(), self._abandon_window())
             live = LiveCall(call, candidate, decision.reservation_id)
+            previewed_by = self._preview_dials.pop(candidate.phone_id, None)
+            if previewed_by is not None:
+                live.only_agent = previewed_by
             placed = self._callbacks.pop(candidate.phone_id, None)
             if placed is not None:
                 callback, live.only_agent = placed
@@ -1289,6 +1348,9 @@ class CampaignEngine:
         # An agent who turns ready may be what an answered debtor is waiting for.
         if status.state == AgentState.READY.value:
             self._wake_waiter()
+        elif status.agent_id in self._previews:
+            # Paused or gone while looking at a case: someone else may dial it.
+            self._hopper.appendleft(self._previews.pop(status.agent_id))
 
     # ----- what the agents' sessions borrow (dialer.agents.sessions.Telephony) -----
 

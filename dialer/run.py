@@ -105,7 +105,7 @@ async def run_campaign(
             from dialer.web.wiring import pages  # the web stack only where pages are served
 
             port = await stack.enter_async_context(
-                pages(engine, config, guard or build_guard(config, store), port=web_port)
+                pages(engine, config, guard or build_guard(config, store), port=web_port, stop=stop)
             )
             # The web stack loaded since the freeze above: keep the collector off it too (a
             # full collection with hundreds of pages open stops the loop for ~100 ms).

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import websockets
 
+from dialer.agents import store as shift_store
 from dialer.gates import build_guard
 from dialer.store import users
 from dialer.store.models import Role
@@ -54,7 +56,7 @@ async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
     stop = asyncio.Event()
     guard = build_guard(rig.config, rig.store)
     try:
-        async with pages(rig.engine, rig.config, guard, port=0) as port:
+        async with pages(rig.engine, rig.config, guard, port=0, stop=stop) as port:
             run = asyncio.create_task(rig.engine.run(stop))
             yield Served(rig, f"http://127.0.0.1:{port}", stop, run)
             stop.set()
@@ -220,3 +222,101 @@ async def test_bad_requests_get_clear_errors_not_server_failures(served: Served)
     reply = await agent.post("/api/agent/pause", json={"reason": "nap"})
     assert reply.status_code == 409  # not logged in to the dialer yet
     await agent.aclose()
+
+
+async def test_a_second_login_of_the_agent_takes_the_page_over_never_doubles(
+    served: Served,
+) -> None:
+    first = await served.client("agent1")
+    ws_url = served.url.replace("http", "ws") + "/ws/agent"
+    old_cookie = first.cookies.get("dialer_session")
+    async with websockets.connect(
+        ws_url, additional_headers={"Cookie": f"dialer_session={old_cookie}"}
+    ) as old_page:
+        assert (await first.post("/api/agent/login", json={})).status_code == 200
+        await _next(old_page, "state")
+        second = await served.client("agent1")
+        new_cookie = second.cookies.get("dialer_session")
+        async with websockets.connect(
+            ws_url, additional_headers={"Cookie": f"dialer_session={new_cookie}"}
+        ) as new_page:
+            await _next(old_page, "taken_over")
+            # The new page opens on the shift as it stands: logged in, paused, one shift.
+            state = await _next(new_page, "state")
+            assert (state["state"], state["pause_reason"]) == ("paused", "login")
+            again = await second.post("/api/agent/login", json={})
+            assert again.status_code == 200
+    shifts = served.rig.engine.sessions
+    assert [s.agent_id for s in shifts.statuses()].count("agent1") == 1
+    open_now = shift_store.open_shifts(
+        served.rig.store, served.rig.engine.tenant_id, agent_id="agent1"
+    )
+    assert len(open_now) == 1
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_preview_agent_sees_the_case_first_and_the_call_is_theirs(served: Served) -> None:
+    supervisor = await served.client("supervisor")
+    cid = served.rig.engine.campaign_id
+    reply = await supervisor.post(f"/api/campaigns/{cid}/controls", json={"dial_mode": "preview"})
+    assert reply.status_code == 200, reply.text
+    agent = await served.client("agent1")
+    # Nothing to preview before logging in and saying ready.
+    assert (await agent.get("/api/agent/preview")).status_code == 409
+    async with asyncio.timeout(20):
+        while served.rig.engine.pacer.settings.dial_mode.value != "preview":
+            await asyncio.sleep(0.05)
+    cookie = agent.cookies.get("dialer_session")
+    ws_url = served.url.replace("http", "ws") + "/ws/agent"
+    async with websockets.connect(
+        ws_url, additional_headers={"Cookie": f"dialer_session={cookie}"}
+    ) as ws:
+        await _login_ready(agent)
+        status = (await agent.get("/api/agent/status")).json()
+        assert status["dial_mode"] == "preview"
+        # A preview campaign places no call by itself.
+        assert served.rig.engine.stats.originates_sent == 0
+        preview = (await agent.get("/api/agent/preview")).json()["case"]
+        assert preview["attempt_id"] is None and preview["accounts"]
+        dialled = await agent.post("/api/agent/preview/dial")
+        assert dialled.status_code == 200, dialled.text
+        attempt_id = dialled.json()["attempt_id"]
+        assert served.rig.engine.stats.originates_sent == 1
+        with served.rig.store.engine.connect() as conn:
+            phone = conn.execute(
+                sa.text(
+                    "SELECT p.e164 FROM call_attempts a JOIN phones p ON p.id = a.phone_id"
+                    " WHERE a.id = :id"
+                ),
+                {"id": attempt_id},
+            ).scalar_one()
+        assert phone == preview["phone"]
+        # Dialling again needs a new preview.
+        assert (await agent.post("/api/agent/preview/dial")).status_code == 409
+        # The call goes to the agent who dialled it, if the debtor answers.
+        async with asyncio.timeout(60):
+            while served.rig.engine.live.get(attempt_id) is not None:
+                await asyncio.sleep(0.05)
+        with served.rig.store.engine.connect() as conn:
+            connected, agent_id = conn.execute(
+                sa.text("SELECT connected_at, agent_id FROM call_attempts WHERE id = :id"),
+                {"id": attempt_id},
+            ).one()
+        if connected is not None:
+            assert agent_id == "agent1"
+            assert (await _next(ws, "pop"))["case"]["attempt_id"] == attempt_id  # type: ignore[index]
+    await agent.aclose()
+    await supervisor.aclose()
+
+
+async def test_a_supervisors_stop_ends_the_run_and_is_audited(served: Served) -> None:
+    supervisor = await served.client("supervisor")
+    cid = served.rig.engine.campaign_id
+    reply = await supervisor.post(f"/api/campaigns/{cid}/controls", json={"status": "stopped"})
+    assert reply.status_code == 200, reply.text
+    async with asyncio.timeout(30):
+        await served.run
+    audit = (await supervisor.get("/api/audit")).json()
+    assert [e["action"] for e in audit if e["action"] == "campaign.stop"] == ["campaign.stop"]
+    await supervisor.aclose()

@@ -24,7 +24,7 @@ def engine_view(engine: CampaignEngine) -> EngineView:
         if agent.state is not AgentState.LOGGED_OUT:
             by_state[agent.state.value] = by_state.get(agent.state.value, 0) + 1
     return EngineView(
-        status="paused" if settings.paused else "running",
+        status="stopped" if engine.stopping else "paused" if settings.paused else "running",
         dial_mode=settings.dial_mode.value,
         target_abandon_rate=settings.target_abandon_rate,
         max_dial_ratio=settings.max_dial_ratio,

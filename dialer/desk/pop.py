@@ -73,6 +73,19 @@ class HistoryEntry:
     promise_date: date | None = None
     payment_amount: Decimal | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "agent_id": self.agent_id,
+            "note": self.note,
+            "promise_amount": _money_or_none(self.promise_amount),
+            "promise_date": self.promise_date.isoformat() if self.promise_date else None,
+            # agent.js shows it beside the code ("paid ... on the call")
+            "payment_amount": _money_or_none(self.payment_amount),
+        }
+
 
 @dataclass(frozen=True)
 class OpenPromise:
@@ -130,20 +143,7 @@ class ScreenPop:
                 }
                 for a in self.accounts
             ],
-            "history": [
-                {
-                    "at": h.at.isoformat(),
-                    "kind": h.kind,
-                    "outcome": h.outcome,
-                    "agent_id": h.agent_id,
-                    "note": h.note,
-                    "promise_amount": _money_or_none(h.promise_amount),
-                    "promise_date": h.promise_date.isoformat() if h.promise_date else None,
-                    # agent.js shows it beside the code ("paid ... on the call")
-                    "payment_amount": _money_or_none(h.payment_amount),
-                }
-                for h in self.history
-            ],
+            "history": [h.to_json() for h in self.history],
             "promises": [
                 {
                     "amount": money(p.amount),

@@ -32,7 +32,8 @@ from dialer.console.spy import SpyError, spy_originate
 from dialer.desk import dispositions, pop
 from dialer.desk.errors import ComplianceNotUpdated, DispositionError
 from dialer.desk.feed import ScreenPops
-from dialer.engine import CampaignEngine
+from dialer.desk.preview import build_preview
+from dialer.engine import CampaignEngine, PreviewRefused
 from dialer.errors import DialerError, StoreError
 from dialer.store import users
 from dialer.store.models import DispositionCode, Role
@@ -62,6 +63,8 @@ class WebServices:
     figures: CampaignFigures
     # Agent id -> the person's name, for the script the agent reads.
     agent_names: dict[str, str]
+    # Set by a supervisor's stop: the run stops dialling and ends once its calls have.
+    stop: asyncio.Event
     _spy_seq: int = 0
     _retries: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -130,7 +133,8 @@ class DispositionSaved(BaseModel):
 
 
 class ControlsBody(BaseModel):
-    status: Literal["running", "paused"] | None = None
+    # stopped: no new calls, calls in progress finish, the run ends (like a first Ctrl-C).
+    status: Literal["running", "paused", "stopped"] | None = None
     dial_mode: DialMode | None = None
     target_abandon_rate: float | None = Field(default=None, gt=0, le=1)
     max_dial_ratio: float | None = Field(default=None, ge=1, le=100)
@@ -144,10 +148,6 @@ class SpyBody(BaseModel):
 
 class Ok(BaseModel):
     ok: bool = True
-
-
-def _status_json(status: AgentStatus) -> dict[str, object]:
-    return status.to_json()
 
 
 def create_app(services: WebServices) -> FastAPI:
@@ -176,6 +176,10 @@ def create_app(services: WebServices) -> FastAPI:
         if not caller.agent_id:
             raise HTTPException(409, "your user has no agent id; ask an administrator")
         return caller.agent_id
+
+    def _status_json(status: AgentStatus) -> dict[str, object]:
+        # The page offers preview dialling when the campaign is in preview mode.
+        return {**status.to_json(), "dial_mode": engine.pacer.settings.dial_mode.value}
 
     def refused(exc: AgentError) -> HTTPException:
         return HTTPException(409, str(exc))
@@ -243,6 +247,27 @@ def create_app(services: WebServices) -> FastAPI:
         if not engine.hang_up_agent_call(agent_of(caller)):
             raise HTTPException(409, "you have no call to hang up")
         return Ok()
+
+    @app.get("/api/agent/preview", responses={409: {"description": "not possible now"}})
+    async def agent_preview(caller: Caller = agent_only) -> dict[str, object]:
+        """The next case of a preview campaign, held for the agent until they dial it."""
+        agent_id = agent_of(caller)
+        try:
+            candidate = engine.preview_next(agent_id)
+        except PreviewRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+        if candidate is None:
+            return {"case": None}
+        case = await asyncio.to_thread(build_preview, services.store, engine.tenant_id, candidate)
+        return {"case": case}
+
+    @app.post("/api/agent/preview/dial", responses={409: {"description": "not possible now"}})
+    async def agent_preview_dial(caller: Caller = agent_only) -> dict[str, object]:
+        try:
+            attempt_id = await engine.preview_dial(agent_of(caller))
+        except PreviewRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"attempt_id": attempt_id}
 
     @app.get("/api/agent/status")
     async def agent_status(caller: Caller = agent_only) -> dict[str, object]:
@@ -356,8 +381,25 @@ def create_app(services: WebServices) -> FastAPI:
         own_tenant(caller)
         if campaign_id != engine.campaign_id:
             raise HTTPException(404, f"campaign {campaign_id} is not running on this node")
+        if body.status == "stopped":
+            await auth.audit(
+                caller,
+                "campaign.stop",
+                f"campaign:{campaign_id}",
+                old={"status": "running"},
+                new={"status": "stopped"},
+                request=request,
+            )
+            services.stop.set()
+            log.info("= campaign %s: stopped by %s", campaign_id, caller.username)
+            if (
+                body.dial_mode is None
+                and body.target_abandon_rate is None
+                and (body.max_dial_ratio is None)
+            ):
+                return {"old": {"status": "running"}, "new": {"status": "stopped"}}
         controls = CampaignControls(
-            status=body.status,
+            status=None if body.status == "stopped" else body.status,
             dial_mode=body.dial_mode.value if body.dial_mode else None,
             target_abandon_rate=body.target_abandon_rate,
             max_dial_ratio=body.max_dial_ratio,
@@ -431,7 +473,7 @@ def create_app(services: WebServices) -> FastAPI:
         feed = hub.open_agent(caller.tenant_id, caller.agent_id, websocket)
         status = sessions.status(caller.agent_id)
         if status is not None:
-            feed.send(_json({"type": "state", **status.to_json()}))
+            feed.send(_json({"type": "state", **_status_json(status)}))
         try:
             await feed.pump()
         finally:
@@ -451,7 +493,7 @@ def create_app(services: WebServices) -> FastAPI:
             hub.close_supervisor(caller.tenant_id, feed)
 
     def agent_changed(status: AgentStatus) -> None:
-        hub.to_agent(engine.tenant_id, status.agent_id, {"type": "state", **status.to_json()})
+        hub.to_agent(engine.tenant_id, status.agent_id, {"type": "state", **_status_json(status)})
 
     sessions.subscribe(agent_changed)
 

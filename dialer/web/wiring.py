@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
@@ -18,7 +19,9 @@ from dialer.web.hub import Hub
 from dialer.web.server import serving
 
 
-def web_services(engine: CampaignEngine, config: Config, guard: Guard) -> WebServices:
+def web_services(
+    engine: CampaignEngine, config: Config, guard: Guard, stop: asyncio.Event
+) -> WebServices:
     store = engine.store
     hub = Hub()
     names = {
@@ -55,15 +58,22 @@ def web_services(engine: CampaignEngine, config: Config, guard: Guard) -> WebSer
             tz=ZoneInfo(config.campaign.timezone),
         ),
         agent_names=names,
+        stop=stop,
     )
 
 
 @contextlib.asynccontextmanager
 async def pages(
-    engine: CampaignEngine, config: Config, guard: Guard, *, port: int | None = None
+    engine: CampaignEngine,
+    config: Config,
+    guard: Guard,
+    *,
+    port: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[int]:
-    """Serve the pages of `engine`'s campaign while the block runs; yields the port."""
-    services = web_services(engine, config, guard)
+    """Serve the pages of `engine`'s campaign while the block runs; yields the port. `stop` is
+    the run's: a supervisor's stop sets it."""
+    services = web_services(engine, config, guard, stop or asyncio.Event())
     app = create_app(services)
     async with serving(app, config.web.host, config.web.port if port is None else port) as bound:
         yield bound

@@ -133,6 +133,54 @@ function renderIdle() {
   }
   // the login form says it already when logged out
   show(idle, state !== "logged_out");
+  // A preview campaign: the agent looks at the next case and presses dial.
+  const previewing = state === "ready" && status && status.dial_mode === "preview";
+  show($("#preview-box"), previewing);
+  if (!previewing) {
+    show($("#preview-case"), false);
+    show($("#preview-empty"), false);
+  }
+}
+
+async function previewNext(event) {
+  const res = await api("GET", "/api/agent/preview");
+  if (!res.ok) {
+    message(errorText(res));
+    return;
+  }
+  const found = res.data.case;
+  show($("#preview-empty"), !found);
+  show($("#preview-case"), Boolean(found));
+  if (!found) return;
+  $("#preview-name").textContent = found.debtor.name;
+  $("#preview-phone").textContent = found.phone;
+  $("#preview-external-id").textContent = found.debtor.external_id;
+  $("#preview-accounts tbody").replaceChildren(
+    ...found.accounts.map((a) =>
+      el(
+        "tr",
+        { "data-debt-id": String(a.debt_id) },
+        el("td", { class: "mono" }, a.reference),
+        el("td", { class: "num" }, fmtMoney(a.balance, a.currency)),
+        el("td", { class: "num" }, a.days_past_due === null ? "—" : fmtNumber(a.days_past_due, 0)),
+      ),
+    ),
+  );
+  $("#btn-preview-dial").focus();
+  void event;
+}
+
+async function previewDial(event) {
+  const button = event.currentTarget;
+  button.disabled = true;
+  const res = await api("POST", "/api/agent/preview/dial");
+  button.disabled = false;
+  if (!res.ok) {
+    message(errorText(res));
+    return;
+  }
+  show($("#preview-case"), false);
+  message(t("preview.dialling"), "ok");
 }
 
 function renderCallBadge() {
@@ -490,6 +538,8 @@ function wire() {
   $("#pause-reason").addEventListener("change", () => status && render());
   $("#btn-logout").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/logout"));
   $("#btn-hangup").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/hangup"));
+  $("#btn-preview-next").addEventListener("click", previewNext);
+  $("#btn-preview-dial").addEventListener("click", previewDial);
   $("#btn-redial-phone").addEventListener("click", (e) =>
     act(e.currentTarget, "/api/agent/redial-phone", undefined, t("agent.phone_redialling")),
   );

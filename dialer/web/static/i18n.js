@@ -53,6 +53,10 @@ const en = {
   "reason.callback": "Callback",
   "reason.phone_lost": "Phone lost",
   "reason.login": "Just signed in",
+  "preview.next": "Next case",
+  "preview.empty": "Nothing to dial right now.",
+  "preview.dial": "Dial",
+  "preview.dialling": "Dialling…",
 
   "agent.title": "Agent desktop",
   "agent.time_in_state": "Time in state",
@@ -206,6 +210,8 @@ const en = {
 
   "ctl.start": "Start",
   "ctl.pause": "Pause",
+  "ctl.stop": "Stop",
+  "sup.confirm_stop": "Stop campaign “{name}”? Calls in progress finish; no new calls are made.",
   "ctl.dial_mode": "Dial mode",
   "ctl.target": "Target abandonment (%)",
   "ctl.max_ratio": "Max dial ratio",
@@ -270,6 +276,10 @@ const zhCN = {
   "reason.callback": "回拨",
   "reason.phone_lost": "话机断开",
   "reason.login": "刚签入",
+  "preview.next": "下一个案件",
+  "preview.empty": "暂无可拨打的案件。",
+  "preview.dial": "拨打",
+  "preview.dialling": "正在拨打…",
 
   "agent.title": "坐席工作台",
   "agent.time_in_state": "持续时间",
@@ -423,6 +433,8 @@ const zhCN = {
 
   "ctl.start": "启动",
   "ctl.pause": "暂停",
+  "ctl.stop": "停止",
+  "sup.confirm_stop": "确定停止外呼任务“{name}”？进行中的通话会正常结束，不再发起新的呼叫。",
   "ctl.dial_mode": "外呼模式",
   "ctl.target": "目标呼损率（%）",
   "ctl.max_ratio": "最大拨打比",

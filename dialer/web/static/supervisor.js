@@ -168,6 +168,7 @@ function buildCard(c) {
         { class: "btn-group" },
         el("button", { type: "button", class: "btn go", id: cid(id, "start"), i18n: "ctl.start" }),
         el("button", { type: "button", class: "btn warn", id: cid(id, "pause"), i18n: "ctl.pause" }),
+        el("button", { type: "button", class: "btn danger", id: cid(id, "stop"), i18n: "ctl.stop" }),
       ),
       el("label", { class: "inline" }, el("span", { i18n: "ctl.dial_mode" }), modeSelect),
       el("label", { class: "inline" }, el("span", { i18n: "ctl.target" }), target),
@@ -195,6 +196,10 @@ function buildCard(c) {
   card.querySelector(`#${cid(id, "pause")}`).addEventListener("click", (e) =>
     sendControls(state, { status: "paused" }, e.currentTarget),
   );
+  card.querySelector(`#${cid(id, "stop")}`).addEventListener("click", (e) => {
+    if (!window.confirm(t("sup.confirm_stop", { name: state.live.name }))) return;
+    sendControls(state, { status: "stopped" }, e.currentTarget);
+  });
   card.querySelector("form").addEventListener("submit", (e) => {
     e.preventDefault();
     applySettings(state);
@@ -245,6 +250,7 @@ function updateCard(state, c) {
   const s = c.status;
   $(`#${cid(id, "start")}`, state.node).disabled = s === "running" || s === "active";
   $(`#${cid(id, "pause")}`, state.node).disabled = s === "paused" || s === "stopped" || s === "finished";
+  $(`#${cid(id, "stop")}`, state.node).disabled = s === "stopped" || s === "finished";
 
   syncControl(state, "dial_mode", $(`#${cid(id, "dial-mode")}`, state.node), c.dial_mode, (a, b) => a === b);
   syncControl(
