@@ -39,8 +39,8 @@ from dialer.asterisk_names import (
     EVENT_CLASSES,
     FASTAGI_DEFAULT_PORT,
     MANAGER_CHANNEL_VARIABLES,
+    NAILED_CONTEXTS,
     NAILED_VARIABLES,
-    SPY_CONTEXT,
     ChannelVariable,
     SetBy,
 )
@@ -126,16 +126,9 @@ def check_dialplan(conf: ConfFile, config: Config) -> list[Problem]:
     return problems
 
 
-# Where the nailed-up agent phones' calls land, and why they need it.
-_NAILED_CONTEXTS = {
-    AGENT_CONTEXT: "where an agent's login call (nailed-up phone) waits in its conference",
-    SPY_CONTEXT: "where a supervisor's listen/whisper/barge call runs ChanSpy",
-}
-
-
 def _check_nailed_contexts(contexts: dict[str, Context], config: Config) -> list[Problem]:
     problems = []
-    for name, why in _NAILED_CONTEXTS.items():
+    for name, why in NAILED_CONTEXTS.items():
         problems += _check_extension(contexts, name, "s", 1, why)
         if name in contexts:
             variables = tuple(v for v in NAILED_VARIABLES if v.context == name)
@@ -640,7 +633,7 @@ def check_folder(folder: Path, config: Config) -> list[Problem]:
     if manager.sections:
         problems += check_manager(manager, config)
     needed = {"pbx_config": "extensions.conf"}
-    for context in (config.dialing.context, *_NAILED_CONTEXTS):
+    for context in (config.dialing.context, *NAILED_CONTEXTS):
         for step in flow_steps(contexts, context):
             if step.app.lower() in _APP_MODULES:
                 needed.setdefault(_APP_MODULES[step.app.lower()], f"{step.app}()")

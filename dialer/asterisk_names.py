@@ -10,6 +10,7 @@ class SetBy(Enum):
     ORIGINATE = "the dialer, as Originate Variable: headers"
     LOGIN = "the dialer, on an agent's login Originate"
     SPY = "the dialer, on a supervisor's listen/whisper/barge Originate"
+    TRANSFER = "the dialer (AMI Setvar) before it redirects a debtor to a supervisor"
     CONNECT = "the dialer's FastAGI connect script"
     ASTERISK = "an Asterisk application in the dialplan"
 
@@ -48,16 +49,31 @@ CHANNEL_VARIABLES: tuple[ChannelVariable, ...] = (
 )
 
 # Nailed-up agent phones (docs/agents-web.md): an agent's login call waits in the agent's own
-# conference; debtors join it (ROUTE=bridge); supervisors spy on it.
+# conference; debtors join it (ROUTE=bridge); supervisors spy on it; a debtor is transferred
+# to a supervisor by AMI Setvar TRANSFER_TO + Redirect into TRANSFER_CONTEXT
+# (dialer/agents/transfer.py).
 AGENT_CONTEXT = "dialer-agent"
 SPY_CONTEXT = "dialer-spy"
+TRANSFER_CONTEXT = "dialer-transfer"
+TRANSFER_VARIABLE = "TRANSFER_TO"
 NAILED_VARIABLES: tuple[ChannelVariable, ...] = (
     ChannelVariable("AGENT_ID", SetBy.LOGIN, drives_dialplan=True, context=AGENT_CONTEXT),
     ChannelVariable("AGENT_CONF", SetBy.LOGIN, drives_dialplan=True, context=AGENT_CONTEXT),
     ChannelVariable("DIALER_NODE", SetBy.LOGIN, drives_dialplan=False, context=AGENT_CONTEXT),
     ChannelVariable("SPY_TARGET", SetBy.SPY, drives_dialplan=True, context=SPY_CONTEXT),
     ChannelVariable("SPY_MODE", SetBy.SPY, drives_dialplan=True, context=SPY_CONTEXT),
+    ChannelVariable(
+        TRANSFER_VARIABLE, SetBy.TRANSFER, drives_dialplan=True, context=TRANSFER_CONTEXT
+    ),
 )
+# The contexts besides dialer-connect the dialer sends channels into (each by its `s`
+# extension, priority 1), and what each is for; check-config requires each of them and that it
+# reads the NAILED_VARIABLES naming it.
+NAILED_CONTEXTS: dict[str, str] = {
+    AGENT_CONTEXT: "where an agent's login call (nailed-up phone) waits in its conference",
+    SPY_CONTEXT: "where a supervisor's listen/whisper/barge call runs ChanSpy",
+    TRANSFER_CONTEXT: "where a debtor redirected to a supervisor (transfer) dials TRANSFER_TO",
+}
 
 # The dialer's side of the contract: what extensions.conf's header table documents.
 DIALER_SET_VARIABLES: tuple[str, ...] = tuple(
@@ -85,6 +101,9 @@ ACTION_CLASSES: dict[str, tuple[str, ...]] = {
     "Hangup": ("call", "system"),
     "Getvar": ("call", "reporting"),
     "CoreShowChannels": ("reporting", "system"),
+    # Transfer to a supervisor (dialer/agents/transfer.py)
+    "Setvar": ("call",),
+    "Redirect": ("call",),
     # `dialer doctor`: the trunk's contacts and registration
     "PJSIPShowEndpoint": ("system",),
     "PJSIPShowRegistrationsOutbound": ("system", "reporting"),

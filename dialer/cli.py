@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compliance_guard.cli",
         "check calls against rules, verify and replay the audit",
     ),
+    "recordings": ("recording.cli", "archive call recordings as evidence, verify, apply retention"),
+    "qa": ("recording.qa_cli", "search call transcripts, review QA flags, rule precision"),
+    "asr": ("asr.cli", "offline speech recognition of recordings (vosk, pocketsphinx)"),
 }
 
 # `dialer bench NAME`: name -> (module, help)
@@ -40,6 +43,8 @@ BENCHES: dict[str, tuple[str, str]] = {
         "dialer.bench_asterisk",
         "call setups/s and calls held through a real Asterisk's PJSIP trunk to SIPp",
     ),
+    "asr": ("asr.bench", "real-time factor per engine and process count; WER on core sounds"),
+    "search": ("recording.bench_search", "transcript search p50/p95, English and Chinese"),
 }
 
 

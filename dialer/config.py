@@ -187,6 +187,49 @@ class WebConfig:
     agent_connect: str = "nailed"
     # Template of an agent's phone when they type only an extension (1001 -> PJSIP/1001).
     phone_template: str = "PJSIP/{extension}"
+    # Where an agent's "transfer to a supervisor" puts the debtor through: one Dial() string,
+    # a supervisor's phone (PJSIP/1000) or a ring group's extension (Local/sup@groups; not
+    # "A&B"); empty: the desktop offers no transfer.
+    transfer_to: str = ""
+
+    def __post_init__(self) -> None:
+        if self.transfer_to:
+            from dialer.agents.transfer import TransferError, check_dial_string
+
+            try:
+                check_dial_string(self.transfer_to)
+            except TransferError as exc:
+                raise ConfigError(f"web.transfer_to: {exc.reason}") from None
+
+
+# Legal minimum keeping of call recordings, in days, by name: usable for a tenant in
+# [recordings] retention_days (China: at least 2 years; US: 3 years).
+RETENTION_PRESETS: Mapping[str, int] = {"cn": 730, "us": 1095}
+
+
+@dataclass(frozen=True)
+class RecordingsConfig:
+    """The evidence archive of call recordings and the workers that process them."""
+
+    # Where archived recordings and their manifest live; empty: <data_dir>/recordings.
+    archive_dir: str = ""
+    # Days a recording is kept after the call, for a tenant without its own setting.
+    default_retention_days: int = RETENTION_PRESETS["us"]
+    # Per tenant, by tenant name: days, or a preset name ("cn" 730, "us" 1095).
+    retention_days: Mapping[str, int] = field(default_factory=dict)
+    # Worker threads of `dialer recordings archive`.
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.default_retention_days <= 0:
+            raise ConfigError(
+                f"recordings.default_retention_days: {self.default_retention_days} (> 0)"
+            )
+        if self.workers < 1:
+            raise ConfigError(f"recordings.workers: {self.workers} (at least 1)")
+
+    def archive_root(self, data_dir: Path) -> Path:
+        return Path(self.archive_dir) if self.archive_dir else data_dir / "recordings"
 
 
 @dataclass(frozen=True)
@@ -205,6 +248,7 @@ class Config:
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     agents: tuple[AgentConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -244,6 +288,8 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
         return tuple(_build(AmiServerConfig, v, f"{where}[{i}]") for i, v in enumerate(value))
     if ann.startswith("tuple[AgentConfig"):
         return tuple(_build(AgentConfig, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if ann == "Mapping[str, int]" and where.endswith(".retention_days"):
+        return _retention_days(value, where)
     if ann.startswith("Mapping"):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table")
@@ -255,6 +301,7 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
         "CampaignConfig": CampaignConfig,
         "ComplianceConfig": ComplianceConfig,
         "WebConfig": WebConfig,
+        "RecordingsConfig": RecordingsConfig,
     }
     if ann in nested:
         return _build(nested[ann], value, where)
@@ -264,6 +311,23 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
     if expected is not None and not isinstance(value, expected):
         raise ConfigError(f"{where}: expected {ann}, got {value!r}")
     return value
+
+
+def _retention_days(value: Any, where: str) -> dict[str, int]:
+    """Tenant name -> days; a value may name a preset of RETENTION_PRESETS."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table of tenant = days")
+    days: dict[str, int] = {}
+    for tenant, v in value.items():
+        if isinstance(v, str) and v in RETENTION_PRESETS:
+            v = RETENTION_PRESETS[v]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(
+                f"{where}.{tenant}: expected days > 0 or a preset "
+                f"({', '.join(f'{k} = {d}' for k, d in RETENTION_PRESETS.items())}), got {v!r}"
+            )
+        days[str(tenant)] = v
+    return days
 
 
 def _env_overrides(config: Config, env: Mapping[str, str]) -> Config:

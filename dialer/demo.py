@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -79,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def spool_dir(data_dir: Path) -> Path:
+    """Where the simulated Asterisk leaves finished recordings for the archive to take in."""
+    return data_dir / "spool"
+
+
 def business_afternoon(today: date | None = None) -> datetime:
     """13:00 in New York on the next working day: inside the legal calling window of every
     US time zone (08:00 in Hawaii), so the demo dials at whatever hour it is run."""
@@ -110,7 +116,10 @@ def demo_config(
         ),
         agi=AgiConfig(port=0),
         dialing=DialingConfig(
-            channel_template="Local/{number}@debtor-sim", use_amd=True, record=True
+            channel_template="Local/{number}@debtor-sim",
+            use_amd=True,
+            record=True,
+            recording_dir=str(spool_dir(data_dir)),
         ),
         # A person at the desktop needs real seconds to write the outcome down.
         campaign=CampaignConfig(
@@ -123,6 +132,7 @@ def demo_config(
             enabled=web_port is not None,
             agent_connect="nailed",
             phone_template="Local/{extension}@agents",
+            transfer_to="Local/supervisor@agents",
         ),
         # The demo's database is thrown away; in-process ledgers keep its clock-compressed
         # calls free of database waits.
@@ -162,7 +172,9 @@ async def run_demo(
     write_sample_portfolio(portfolio, debtors=debtors, seed=seed)
     sim = AsteriskSim(
         SimAmiConfig(port=0, secret="dialer"),
-        PbxConfig(time_scale=time_scale, seed=seed),
+        # The simulator writes each recorded call's audio (two parties, some with scripted
+        # violations for QA to find) where the dialer's MixMonitor path says.
+        PbxConfig(time_scale=time_scale, seed=seed, recordings_dir=str(spool_dir(data_dir))),
         # The default mix plus a few network failures, so every outcome class shows up.
         debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=0.02)),
     )
@@ -210,6 +222,10 @@ async def run_demo(
         )
     finally:
         store.close()
+        # Recordings still being written finish before the simulator goes.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await sim.wait_calls_ended()
         await sim.close()
     if show_progress and sys.stderr.isatty():
         print(file=sys.stderr)

@@ -27,6 +27,7 @@ from agi.server import FastAgiServer
 from dialer.agents import AgentPool, AgentState
 from dialer.agents.pool import Connect
 from dialer.agents.sessions import AgentSessions, AgentStatus
+from dialer.agents.transfer import TransferError, transfer_actions
 from dialer.ami.connection import AmiConnection, LinkState
 from dialer.ami.protocol import Message
 from dialer.calls.models import AttemptStatus, Outcome
@@ -1275,21 +1276,8 @@ class CampaignEngine:
                 call.connected_at is not None or live.conversation_possible,
                 at,
             )
-        if call.agent_id and self.agents.end_call(call.agent_id, effect.at):
-            agent_id = call.agent_id
-            talk = (effect.at - call.connected_at) * self.scale if call.connected_at else 0.0
-            self.stats.talk_seconds += talk
-            self._wrapping[agent_id] = (call.attempt_id, effect.at, talk)
-            # The campaign's wrap-up limit; the agent's disposition may end it sooner.
-            loop = asyncio.get_running_loop()
-            loop.call_later(
-                self._wall(self.config.campaign.wrap_up_s),
-                self.end_wrap_up,
-                agent_id,
-                call.attempt_id,
-            )
-            if self.watcher is not None:
-                self.watcher.call_ended(agent_id, call.attempt_id)
+        if call.agent_id:
+            self._agent_call_over(call.agent_id, call, effect.at)
         self.pacer.observe(self._pacing_outcome(call, effect))
         call_log(log, self.campaign_id, call.attempt_id).info(
             "= ended %s%s cause=%s (causes of its channels: %s)",
@@ -1301,6 +1289,28 @@ class CampaignEngine:
 
     def _recording_path(self, call: Call) -> str | None:
         return call.recording_file if self.config.dialing.record else None
+
+    def _agent_call_over(self, agent_id: str, call: Call, at: float) -> None:
+        """The agent's part of `call` ended (hang-up or transfer): wrap-up, with its limit."""
+        agent = self.agents.get(agent_id)
+        # Only this call's end: a transferred call ends after its agent took the next one.
+        if agent is None or agent.attempt_id != call.attempt_id:
+            return
+        if not self.agents.end_call(agent_id, at):
+            return
+        talk = (at - call.connected_at) * self.scale if call.connected_at else 0.0
+        self.stats.talk_seconds += talk
+        self._wrapping[agent_id] = (call.attempt_id, at, talk)
+        # The campaign's wrap-up limit; the agent's disposition may end it sooner.
+        loop = asyncio.get_running_loop()
+        loop.call_later(
+            self._wall(self.config.campaign.wrap_up_s),
+            self.end_wrap_up,
+            agent_id,
+            call.attempt_id,
+        )
+        if self.watcher is not None:
+            self.watcher.call_ended(agent_id, call.attempt_id)
 
     def _pacing_outcome(self, call: Call, effect: Ended) -> CallOutcome:
         if effect.outcome is Outcome.ANSWERED:
@@ -1384,6 +1394,29 @@ class CampaignEngine:
         with contextlib.suppress(AmiConnectionLost):
             _, reply = conn.submit("Hangup", [("Channel", channel), ("Cause", "16")])
             self._spawn(self._await_quietly(reply), f"hangup-{channel}")
+
+    async def transfer_agent_call(self, agent_id: str, transfer_to: str) -> int:
+        """Put the agent's debtor through to `transfer_to` (a supervisor's phone): the debtor
+        leaves the agent's conference for [dialer-transfer], the agent goes to wrap-up and the
+        call goes on (and is recorded) until the debtor or the supervisor hangs up. The attempt
+        id; TransferError when the agent has no call or Asterisk refuses."""
+        agent = self.agents.get(agent_id)
+        live = self.live.get(agent.attempt_id) if agent and agent.attempt_id else None
+        if agent is None or live is None or agent.state is not AgentState.ON_CALL:
+            raise TransferError("call", "you have no call in progress to transfer")
+        call = live.call
+        conn = self.connections.get(call.server)
+        if conn is None or not conn.is_up or not call.channel:
+            raise TransferError("call", "the call's Asterisk server is not reachable")
+        for action, fields in transfer_actions(call.channel, transfer_to):
+            try:
+                await conn.send(action, fields)
+            except AmiError as exc:
+                raise TransferError("call", f"Asterisk refused the transfer: {exc}") from None
+        call_log(log, self.campaign_id, call.attempt_id).info("= transferred by agent %s", agent_id)
+        # The agent's part of the call is over: wrap-up, as after a hang-up.
+        self._agent_call_over(agent_id, call, self.clock())
+        return call.attempt_id
 
     def hang_up_agent_call(self, agent_id: str) -> bool:
         """The agent ends the conversation from the desktop. False if they have none."""

@@ -4,12 +4,14 @@
 the connection opened; `save()` writes the `.log`, the exact bytes (`raw/`) and a one-line-per-
 message summary (`summary/`). The secret of the Login is never written.
 
-`python -m tests.asterisk_capture [DIR]` starts a lab Asterisk (sim/lab.py) and records the
-nailed-up agent flows into DIR (default: sim/traces).
+`python -m tests.asterisk_capture [DIR] [--only nailed|transfer]` starts a lab Asterisk
+(sim/lab.py) and records the nailed-up agent flows, then the transfers to a supervisor, into DIR
+(default: sim/traces).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import sys
@@ -18,15 +20,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dialer.agents.transfer import TRANSFER_VARIABLE, transfer_actions
 from dialer.ami.protocol import AmiParser, Message, encode_action
 from sim.lab import AsteriskLab
 from tests.nailed_flow import (
     AGENT,
     LOGIN_ID,
     SPY_ID,
+    SUPERVISOR_PHONE,
     agent_login_fields,
     connect_agi,
     debtor_fields,
+    redirect_fields,
     spy_fields,
 )
 
@@ -298,10 +303,146 @@ async def capture(ami_port: int, secret: str, out: Path, pause_s: float = 1.0) -
         rec.save(out, "ami_nailed_agent_logout")
 
 
+# ---------------------------------------------------------------- transfer to a supervisor
+
+# What `capture_transfer` records, in order (each a connection of its own).
+TRANSFER_CAPTURES = (
+    "ami_nailed_transfer",
+    "ami_nailed_transfer_refused",
+    "ami_nailed_transfer_busy",
+    "ami_nailed_transfer_supervisor_hangs_up",
+)
+# The agent's login for the transfers: its own ids, so that it can follow `capture` in the
+# same Asterisk run.
+TRANSFER_LOGIN_ID = f"lab1-agent-{AGENT}-3"
+# A supervisor's phone that is busy: the lab's debtor-sim number ending in 2 (Busy()).
+BUSY_PHONE = "Local/15550002@debtor-sim"
+
+
+async def _debtor_in_conference(
+    rec: AmiRecorder, number: str, call_id: str, attempt: int, agi_port: int
+) -> None:
+    rec.send(
+        "Originate", *debtor_fields(number, call_id, attempt, agi_port), action_id=f"d-{call_id}"
+    )
+    await rec.event("ConfbridgeJoin", timeout=20, Uniqueid=call_id)
+
+
+async def _transfer(rec: AmiRecorder, call_id: str, to: str) -> None:
+    """The dialer's two actions (dialer/agents/transfer.py), each reply awaited."""
+    for action, fields in transfer_actions(call_id, to):
+        reply = await rec.action(action, *fields)
+        assert reply.response == "Success", reply.fields
+
+
+async def capture_transfer(ami_port: int, secret: str, out: Path, pause_s: float = 1.0) -> None:
+    """Record transfers to a supervisor from an agent's conference: the supervisor answers and
+    the debtor hangs up; a Redirect after an empty TRANSFER_TO (refused); the supervisor's
+    phone is busy (safe-harbour message, then hang-up); the supervisor hangs up.
+
+    Run against the simulator too (tests/test_sim_nailed.py), which must record the same."""
+    async with connect_agi() as agi:
+        rec = await AmiRecorder.connect(
+            ami_port,
+            f"agent login; debtor 15550008 in agent-agent1, transferred to {SUPERVISOR_PHONE} "
+            "(Setvar TRANSFER_TO + Redirect into dialer-transfer); the debtor hangs up",
+        )
+        await rec.login(secret)
+        rec.send(
+            "Originate", *agent_login_fields(TRANSFER_LOGIN_ID), action_id="login-agent1-transfer"
+        )
+        join = await rec.event("ConfbridgeJoin", Uniqueid=TRANSFER_LOGIN_ID)
+        agent_channel = join.get("Channel") or ""
+        call_id = "dlr-lab1-debtor4"
+        await _debtor_in_conference(rec, "15550008", call_id, 4, agi.port)
+        await asyncio.sleep(pause_s)
+        await _transfer(rec, call_id, SUPERVISOR_PHONE)
+        await rec.event("BridgeEnter", timeout=15, Uniqueid=call_id, BridgeType="basic")
+        await asyncio.sleep(pause_s)
+        await rec.action("Hangup", ("Channel", f"{call_id}-2"), ("Cause", "16"))
+        await rec.event("Hangup", timeout=15, Uniqueid=call_id)
+        await asyncio.sleep(pause_s)
+        await rec.close()
+        rec.save(out, "ami_nailed_transfer")
+
+        rec = await AmiRecorder.connect(
+            ami_port,
+            "debtor 15550008 in agent-agent1; Setvar TRANSFER_TO empty, Redirect into "
+            "dialer-transfer (refused: Hangup(21))",
+        )
+        await rec.login(secret)
+        call_id = "dlr-lab1-debtor5"
+        await _debtor_in_conference(rec, "15550008", call_id, 5, agi.port)
+        await asyncio.sleep(pause_s)
+        setvar = [("Channel", call_id), ("Variable", TRANSFER_VARIABLE), ("Value", "")]
+        await rec.action("Setvar", *setvar)
+        await rec.action("Redirect", *redirect_fields(call_id))
+        await rec.event("Hangup", timeout=15, Uniqueid=call_id)
+        await asyncio.sleep(pause_s)
+        await rec.close()
+        rec.save(out, "ami_nailed_transfer_refused")
+
+        rec = await AmiRecorder.connect(
+            ami_port,
+            f"debtor 15550008 in agent-agent1, transferred to {BUSY_PHONE}, which is busy: "
+            "the safe-harbour message, then hang-up",
+        )
+        await rec.login(secret)
+        call_id = "dlr-lab1-debtor6"
+        await _debtor_in_conference(rec, "15550008", call_id, 6, agi.port)
+        await asyncio.sleep(pause_s)
+        await _transfer(rec, call_id, BUSY_PHONE)
+        await rec.event("Hangup", timeout=30, Uniqueid=call_id)
+        await asyncio.sleep(pause_s)
+        await rec.close()
+        rec.save(out, "ami_nailed_transfer_busy")
+
+        rec = await AmiRecorder.connect(
+            ami_port,
+            f"debtor 15550008 in agent-agent1, transferred to {SUPERVISOR_PHONE}; the "
+            "supervisor hangs up (AMI Hangup of its ;2)",
+        )
+        await rec.login(secret)
+        call_id = "dlr-lab1-debtor7"
+        await _debtor_in_conference(rec, "15550008", call_id, 7, agi.port)
+        await asyncio.sleep(pause_s)
+        await _transfer(rec, call_id, SUPERVISOR_PHONE)
+        enter = await rec.wait_for(
+            lambda m: (
+                m.event == "BridgeEnter"
+                and m.get("BridgeType") == "basic"
+                and m.get("Linkedid") == call_id
+                and m.get("Uniqueid") != call_id
+            )
+        )
+        supervisor = (enter.get("Channel") or "").replace(";1", ";2")
+        await asyncio.sleep(pause_s)
+        await rec.action("Hangup", ("Channel", supervisor), ("Cause", "16"))
+        await rec.event("Hangup", timeout=15, Uniqueid=call_id)
+        await asyncio.sleep(pause_s)
+        await rec.close()
+        rec.save(out, "ami_nailed_transfer_supervisor_hangs_up")
+
+        # Log the agent out again, unrecorded: the next capture starts from no agent.
+        rec = await AmiRecorder.connect(ami_port, "agent logout")
+        await rec.login(secret)
+        await rec.action("Hangup", ("Channel", agent_channel), ("Cause", "16"))
+        await rec.event("Hangup", Uniqueid=TRANSFER_LOGIN_ID)
+        await rec.close()
+
+
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "sim" / "traces"
+    parser = argparse.ArgumentParser(prog="python -m tests.asterisk_capture")
+    default = Path(__file__).resolve().parent.parent / "sim" / "traces"
+    parser.add_argument("out", nargs="?", type=Path, default=default)
+    parser.add_argument("--only", choices=("nailed", "transfer"), help="record one set only")
+    args = parser.parse_args(argv)
+    out: Path = args.out
     with tempfile.TemporaryDirectory(prefix="capture-") as tmp, AsteriskLab(Path(tmp)) as lab:
-        asyncio.run(capture(lab.ports.ami, lab.ami_secret, out))
+        if args.only in (None, "nailed"):
+            asyncio.run(capture(lab.ports.ami, lab.ami_secret, out))
+        if args.only in (None, "transfer"):
+            asyncio.run(capture_transfer(lab.ports.ami, lab.ami_secret, out))
         print(f"captured into {out}; Asterisk log: {lab.messages_log}")
     return 0
 

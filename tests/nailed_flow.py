@@ -2,7 +2,8 @@
 a real Asterisk (tests/test_asterisk_nailed.py) and the simulator (tests/test_sim_nailed.py).
 
 The Originates carry what the dialer sends: the login as dialer/agents/phones.py builds it,
-debtor calls with the dialer's channel variables, the supervisor's with SPY_TARGET/SPY_MODE.
+debtor calls with the dialer's channel variables, the supervisor's with SPY_TARGET/SPY_MODE,
+a transfer to a supervisor the Setvar + Redirect of dialer/agents/transfer.py.
 A FastAGI `connect` (agi/server.py) answers ROUTE=bridge into the agent's conference.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from agi.server import AgiSession, FastAgiServer
+from dialer.agents.transfer import TRANSFER_CONTEXT, TRANSFER_VARIABLE, transfer_actions
 from dialer.ami.connection import AmiConnection, LinkState
 from dialer.ami.protocol import Message
 from dialer.config import AmiConfig, AmiServerConfig, Secret
@@ -24,6 +27,8 @@ CONFERENCE = f"agent-{AGENT}"
 AGENT_PHONE = f"Local/{AGENT}@agents"
 LOGIN_ID = f"lab1-agent-{AGENT}-1"
 SPY_ID = "lab1-spy-1"
+# The lab's supervisor phone: [agents] answers it at once and keeps it on the line.
+SUPERVISOR_PHONE = "Local/supervisor1@agents"
 
 
 def agent_login_fields(call_id: str = LOGIN_ID) -> list[tuple[str, str]]:
@@ -69,7 +74,7 @@ def debtor_fields(number: str, call_id: str, attempt: int, agi_port: int) -> lis
 def spy_fields(target: str, mode: str, call_id: str = SPY_ID) -> list[tuple[str, str]]:
     """A supervisor's phone (a lab Local/...@agents) originated into dialer-spy."""
     return [
-        ("Channel", "Local/supervisor1@agents"),
+        ("Channel", SUPERVISOR_PHONE),
         ("Context", "dialer-spy"),
         ("Exten", "s"),
         ("Priority", "1"),
@@ -81,6 +86,10 @@ def spy_fields(target: str, mode: str, call_id: str = SPY_ID) -> list[tuple[str,
         ("Variable", f"SPY_TARGET={target}"),
         ("Variable", f"SPY_MODE={mode}"),
     ]
+
+
+def redirect_fields(channel: str) -> list[tuple[str, str]]:
+    return [("Channel", channel), ("Context", TRANSFER_CONTEXT), ("Exten", "s"), ("Priority", "1")]
 
 
 def recording_name(attempt: int) -> str:
@@ -143,6 +152,19 @@ class AmiDriver:
         action_id, reply = self.conn.submit("Originate", fields)
         assert (await reply).message == "Originate successfully queued"
         return action_id
+
+    async def transfer(self, debtor: str, to: str) -> None:
+        """Transfer to a supervisor as the dialer does: Setvar TRANSFER_TO, then Redirect into
+        dialer-transfer, each reply awaited (an error reply raises before the Redirect)."""
+        for action, fields in transfer_actions(debtor, to):
+            await self.conn.send(action, fields)
+
+    async def refused_transfer(self, debtor: str) -> None:
+        """What `transfer_actions` never builds: a Redirect after an empty TRANSFER_TO."""
+        await self.conn.send(
+            "Setvar", [("Channel", debtor), ("Variable", TRANSFER_VARIABLE), ("Value", "")]
+        )
+        await self.conn.send("Redirect", redirect_fields(debtor))
 
     async def hangup(self, channel: str) -> None:
         """As the dialer hangs a channel up (by name or Uniqueid), cause 16."""
@@ -271,3 +293,124 @@ def assert_nailed_run(ami: AmiDriver, run: NailedRun) -> None:
     (spy,) = ami.named("ChanSpyStart", SpyerUniqueid=SPY_ID)
     assert spy.get("SpyeeChannel") == agent and spy.get("SpyeeUniqueid") == LOGIN_ID
     assert ami.named("ChanSpyStop", SpyerUniqueid=SPY_ID)
+
+
+# ---------------------------------------------------------------- transfer to a supervisor
+
+
+@dataclass
+class TransferRun:
+    """A debtor transferred to the supervisor's phone, then one whose transfer was refused."""
+
+    agent_channel: str
+    transferred: str  # call id of the debtor put through to the supervisor
+    refused: str  # call id of the debtor redirected with an empty TRANSFER_TO
+    supervisor_channel: str  # the supervisor's ;1 half, in the bridge with the debtor
+    # time.monotonic() when the debtor's recording started, the Redirect was answered and the
+    # debtor's channel was gone: how much of the call the recording must cover.
+    recording_at: float = 0.0
+    redirected_at: float = 0.0
+    ended_at: float = 0.0
+
+
+async def run_transfer_flow(
+    ami: AmiDriver, agi_port: int, *, hold_s: float, timeout: float = 30.0
+) -> TransferRun:
+    """Log the agent in; a long-call debtor (last digit 8) joins the conference and the agent
+    transfers them to the supervisor's phone; they talk `hold_s`, then the debtor hangs up.
+    A second debtor's transfer arrives without TRANSFER_TO and is refused."""
+    agent_channel = await log_in(ami, timeout)
+    transferred, refused = "dlr-lab1-transfer", "dlr-lab1-refused"
+    await ami.originate(debtor_fields("12125550108", transferred, 1, agi_port))
+    await ami.event("MixMonitorStart", timeout, Uniqueid=transferred)
+    recording_at = time.monotonic()
+    await ami.event("ConfbridgeJoin", timeout, Uniqueid=transferred)
+    await ami.transfer(transferred, SUPERVISOR_PHONE)
+    redirected_at = time.monotonic()
+    bridged = await ami.event("BridgeEnter", timeout, Uniqueid=transferred, BridgeType="basic")
+    bridge = bridged.get("BridgeUniqueid") or ""
+    supervisor = await ami.wait_for(
+        lambda m: (
+            m.event == "BridgeEnter"
+            and m.get("BridgeUniqueid") == bridge
+            and m.get("Uniqueid") != transferred
+        ),
+        timeout,
+    )
+    # The agent is free again (wrap-up aside): the next debtor is dialled meanwhile.
+    await ami.originate(debtor_fields("12125550108", refused, 2, agi_port))
+    await asyncio.sleep(hold_s)
+    # The debtor puts the phone down: the far end (;2) of its Local pair goes.
+    await ami.hangup(f"{transferred}-2")
+    await ami.event("Hangup", timeout, Uniqueid=transferred)
+    ended_at = time.monotonic()
+    await ami.event("ConfbridgeJoin", timeout, Uniqueid=refused)
+    await ami.refused_transfer(refused)
+    await ami.event("Hangup", timeout, Uniqueid=refused)
+    await ami.event("Hangup", timeout, Uniqueid=f"{refused}-2")
+    return TransferRun(
+        agent_channel,
+        transferred,
+        refused,
+        supervisor.get("Channel") or "",
+        recording_at,
+        redirected_at,
+        ended_at,
+    )
+
+
+def assert_transfer_run(ami: AmiDriver, run: TransferRun) -> None:
+    """What the dialer relies on after a transfer, as Asterisk 20.20.1 shows it
+    (sim/traces/ami_nailed_transfer*.log)."""
+    call = run.transferred
+    # The debtor left the agent's conference. ConfBridge says CONFBRIDGE_RESULT=HANGUP for a
+    # Redirect too: it is no sign that the debtor hung up.
+    assert len(ami.named("ConfbridgeLeave", Uniqueid=call, Conference=CONFERENCE)) == 1
+    results = ami.named("VarSet", Uniqueid=call, Variable="CONFBRIDGE_RESULT")
+    assert [m.get("Value") for m in results] == ["HANGUP"]
+    (setvar,) = ami.named("VarSet", Uniqueid=call, Variable=TRANSFER_VARIABLE)
+    assert setvar.get("Value") == SUPERVISOR_PHONE
+    # ...and was bridged to the supervisor's phone: [dialer-transfer] dialled it, it answered.
+    (begin,) = ami.named("DialBegin", Uniqueid=call)
+    assert begin.get("DialString") == SUPERVISOR_PHONE.removeprefix("Local/")
+    assert begin.get("DestChannel") == run.supervisor_channel
+    assert run.supervisor_channel.startswith(f"{SUPERVISOR_PHONE}-")
+    assert run.supervisor_channel.endswith(";1")
+    assert [m.get("DialStatus") for m in ami.named("DialEnd", Uniqueid=call)] == ["ANSWER"]
+    (enter,) = ami.named("BridgeEnter", Uniqueid=call, BridgeType="basic")
+    peers = ami.named("BridgeEnter", BridgeUniqueid=enter.get("BridgeUniqueid") or "")
+    assert {m.get("Channel") for m in peers} == {run.supervisor_channel, enter.get("Channel")}
+    # Every event of the call, the supervisor's legs included, carries the debtor's Linkedid:
+    # the dialer's call table keeps following the call.
+    # (OriginateResponse names the Uniqueid but has no Linkedid.)
+    mine = [m for m in ami.events if m.get("Uniqueid") == call and m.event != "OriginateResponse"]
+    assert len(mine) > 20 and {m.get("Linkedid") for m in mine} == {call}
+    supervisor = base_name(run.supervisor_channel)
+    legs = [m for m in ami.events if base_name(m.get("Channel") or "") == supervisor]
+    assert legs and {m.get("Linkedid") for m in legs} == {call}
+    assert {m.get("Channel") for m in ami.named("Newchannel", Linkedid=call)} == {
+        *(m.get("Channel") for m in ami.named("Newchannel", Uniqueid=call)),
+        *(m.get("Channel") for m in ami.named("Newchannel", Uniqueid=f"{call}-2")),
+        f"{supervisor};1",
+        f"{supervisor};2",
+    }
+    # The recording was never stopped: MixMonitor follows the channel out of the conference.
+    assert len(ami.named("MixMonitorStart", Uniqueid=call)) == 1
+    assert ami.named("MixMonitorStop") == []
+    # The debtor hung up: both legs of the supervisor's phone went with the call.
+    assert [m.get("Cause") for m in ami.named("Hangup", Uniqueid=call)] == ["16"]
+    for half in (";1", ";2"):
+        assert [m.get("Cause") for m in ami.named("Hangup", Channel=f"{supervisor}{half}")] == [
+            "16"
+        ]
+    # The refused transfer: out of the conference, never dialled, hung up with cause 21.
+    refused = run.refused
+    assert len(ami.named("ConfbridgeLeave", Uniqueid=refused, Conference=CONFERENCE)) == 1
+    assert ami.named("DialBegin", Uniqueid=refused) == []
+    assert [m.get("Cause") for m in ami.named("Hangup", Uniqueid=refused)] == ["21"]
+    assert [m.get("Cause") for m in ami.named("Hangup", Uniqueid=f"{refused}-2")] == ["21"]
+    # The agent's phone stayed nailed up in its conference all along, in wrap-up.
+    assert ami.named("ConfbridgeLeave", Uniqueid=LOGIN_ID) == []
+    assert ami.named("Hangup", Uniqueid=LOGIN_ID) == []
+    assert ami.named("ConfbridgeEnd", Conference=CONFERENCE) == []
+    assert len(ami.named("ConfbridgeJoin", Uniqueid=LOGIN_ID, Conference=CONFERENCE)) == 1

@@ -92,3 +92,42 @@ def test_a_spy_call_without_target_or_mode_is_refused(
     run = run_dialplan(dialplan, "dialer-spy", "s", variables)
     assert not run.ran("ChanSpy")
     assert run.apps[-1] == ("Hangup", "21")
+
+
+# ---------------------------------------------------------------- dialer-transfer
+
+TRANSFER = {"TRANSFER_TO": "PJSIP/1000", "CHANNEL": "PJSIP/trunk-0000002a"}
+
+
+def test_a_transfer_logs_and_dials_the_supervisor_for_thirty_seconds(dialplan: Dialplan) -> None:
+    run = run_dialplan(dialplan, "dialer-transfer", "s", TRANSFER)
+    assert run.apps[0] == ("NoOp", "DIALER-TRANSFER PJSIP/trunk-0000002a to=PJSIP/1000")
+    assert run.ran("Dial", "PJSIP/1000,30")
+    assert run.names().index("Dial") == 2
+
+
+@pytest.mark.parametrize("status", ["NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"])
+def test_a_supervisor_who_does_not_answer_leaves_the_debtor_the_safe_harbour_message(
+    dialplan: Dialplan, status: str
+) -> None:
+    """Dial() returns to the dialplan only then: after a conversation (DIALSTATUS=ANSWER) the
+    call ends with it (no `g` option; seen on Asterisk 20.20.1 when the supervisor hangs up)."""
+    run = run_dialplan(dialplan, "dialer-transfer", "s", TRANSFER, {"Dial": {"DIALSTATUS": status}})
+    names = run.names()
+    assert names.index("Dial") < names.index("Playback")
+    assert run.ran("Playback", "dialer/safe-harbour")
+    assert run.apps[-1] == ("Hangup", "")
+
+
+@pytest.mark.parametrize("to", ["", None], ids=["empty", "never set"])
+def test_a_transfer_without_transfer_to_is_refused(dialplan: Dialplan, to: str | None) -> None:
+    variables = {"CHANNEL": TRANSFER["CHANNEL"]} | ({} if to is None else {"TRANSFER_TO": to})
+    run = run_dialplan(dialplan, "dialer-transfer", "s", variables)
+    assert not run.ran("Dial") and not run.ran("Playback")
+    assert run.apps[-1] == ("Hangup", "21")
+
+
+def test_the_transfer_h_extension_logs_cause_and_dial_status(dialplan: Dialplan) -> None:
+    [step] = dialplan.steps("dialer-transfer", "h")
+    assert step.app == "NoOp" and step.args.startswith("DIALER-TRANSFER hangup ")
+    assert "${HANGUPCAUSE}" in step.args and "${DIALSTATUS}" in step.args

@@ -20,13 +20,16 @@ from tests.asterisk_rig import HUMAN, lab_number
 from tests.nailed_flow import (
     CONFERENCE,
     LOGIN_ID,
+    SUPERVISOR_PHONE,
     ami_driver,
     assert_nailed_run,
+    assert_transfer_run,
     connect_agi,
     debtor_fields,
     log_in,
     recording_name,
     run_nailed_flow,
+    run_transfer_flow,
 )
 
 pytestmark = pytest.mark.asterisk
@@ -89,3 +92,37 @@ async def test_a_debtor_routed_to_an_empty_conference_is_abandoned(asterisk_lab:
     assert ami.named("ConfbridgeJoin") == []
     log = lab.messages_log.read_text(encoding="utf-8")
     assert "Playing 'dialer/safe-harbour" in log
+
+
+async def test_a_debtor_transferred_to_a_supervisor_leaves_the_agent_in_its_conference(
+    asterisk_lab: StartLab,
+) -> None:
+    """Setvar TRANSFER_TO + Redirect into dialer-transfer (dialer/agents/transfer.py): the
+    debtor is bridged to the supervisor's phone, the agent's phone stays nailed up, the debtor's
+    Linkedid carries on and MixMonitor records on; a Redirect without TRANSFER_TO is refused."""
+    lab = asterisk_lab()
+    hold_s = 2.0
+    async with connect_agi() as agi, ami_driver(lab.ports.ami, lab.ami_secret) as ami:
+        async with asyncio.timeout(30):
+            run = await run_transfer_flow(ami, agi.port, hold_s=hold_s)
+        assert_transfer_run(ami, run)
+        channels = lab.cli("core show channels concise")
+        assert run.agent_channel in channels, channels
+        assert run.supervisor_channel not in channels, channels
+    # The recording goes on after the Redirect: the file holds more sound than the debtor's few
+    # milliseconds in the conference (MixMonitor writes the frames that flow, and Local
+    # channels carry none while nothing plays: its length is not the call's).
+    seconds = _wav_seconds(lab.recordings / recording_name(1))
+    in_conference = run.redirected_at - run.recording_at
+    assert seconds > in_conference + hold_s / 2, (seconds, in_conference)
+    # Asterisk's log: the debtor's channel dialled the supervisor from dialer-transfer, and its
+    # recording ended only after that, with the channel; the refused one's h says cause 21.
+    log = lab.messages_log.read_text(encoding="utf-8")
+    debtor = ami.named("Newchannel", Uniqueid=run.transferred)[0].get("Channel") or ""
+    dialled = log.index(
+        f'Executing [s@dialer-transfer:3] Dial("{debtor}", "{SUPERVISOR_PHONE},30")'
+    )
+    assert log.index(f"End MixMonitor Recording {debtor}") > dialled
+    assert f"DIALER-TRANSFER hangup {debtor} cause=16 DIALSTATUS=ANSWER" in log
+    refused = ami.named("Newchannel", Uniqueid=run.refused)[0].get("Channel") or ""
+    assert f'DIALER-TRANSFER hangup {refused} cause=21 DIALSTATUS=")' in log

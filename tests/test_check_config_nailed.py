@@ -61,7 +61,7 @@ def test_the_shipped_folder_has_the_nailed_up_contexts_and_lists_their_variables
         assert name in DIALER_SET_VARIABLES and f";   {name} " in header, name
 
 
-@pytest.mark.parametrize("context", ["dialer-agent", "dialer-spy"])
+@pytest.mark.parametrize("context", ["dialer-agent", "dialer-spy", "dialer-transfer"])
 def test_a_missing_nailed_up_context_is_an_error(conf: Path, edit: Edit, context: str) -> None:
     edit("extensions.conf", f"[{context}]", f"[{context}-old]")
     (problem,) = errors(check_folder(conf, config()))
@@ -148,3 +148,31 @@ def test_manager_channelvars_without_agent_id_is_a_warning(conf: Path, edit: Edi
     problems = check_folder(conf, config())
     assert errors(problems) == []
     assert any("channelvars lacks AGENT_ID" in w for w in warnings(problems))
+
+
+def test_a_transfer_context_that_never_dials_transfer_to_is_an_error(
+    conf: Path, edit: Edit
+) -> None:
+    edit("extensions.conf", "to=${TRANSFER_TO})", "to=)")
+    edit("extensions.conf", 'GotoIf($["${TRANSFER_TO}" = ""]?refuse)', "NoOp()")
+    edit("extensions.conf", "Dial(${TRANSFER_TO},30)", "Dial(PJSIP/1000,30)")
+    (problem,) = errors(check_folder(conf, config()))
+    assert problem.endswith(
+        "[dialer-transfer]: never reads ${TRANSFER_TO}, set by the dialer (AMI Setvar) before "
+        "it redirects a debtor to a supervisor"
+    )
+
+
+def test_a_transfer_context_without_its_s_extension_is_an_error(conf: Path, edit: Edit) -> None:
+    edit(
+        "extensions.conf", "exten => s,1,NoOp(DIALER-TRANSFER", "exten => 1,1,NoOp(DIALER-TRANSFER"
+    )
+    (problem,) = errors(check_folder(conf, config()))
+    assert "[dialer-transfer]: no extension matches 's', where a debtor redirected" in problem
+
+
+def test_a_manager_user_without_call_cannot_transfer(conf: Path, edit: Edit) -> None:
+    edit("manager.conf", "write = originate,call,reporting,system", "write = originate,system")
+    found = errors(check_folder(conf, config()))
+    for action in ("Setvar", "Redirect"):
+        assert any(p.endswith(f"write = does not allow {action}: add call") for p in found)

@@ -51,6 +51,18 @@ TABLES_OF_0006 = {
     "callbacks",
 }
 TABLES |= TABLES_OF_0006
+# Recordings kept as evidence and their job queue (revision 0007)
+TABLES_OF_0007 = {"recordings", "recording_jobs"}
+TABLES |= TABLES_OF_0007
+# Transcripts, their search index and QA (revision 0008). The index is the database's own:
+# an FTS5 virtual table (with its shadow tables) on SQLite, a tsvector table on PostgreSQL.
+SEARCH_INDEX = "<search index>"
+TABLES_OF_0008 = {"transcripts", "transcript_segments", "qa_flags", "qa_scores", SEARCH_INDEX}
+TABLES |= TABLES_OF_0008
+SEARCH_INDEX_TABLES = {
+    "sqlite": {f"transcript_fts{s}" for s in ("", "_data", "_idx", "_docsize", "_config")},
+    "postgresql": {"transcript_search"},
+}
 
 
 @pytest.fixture
@@ -61,7 +73,11 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def _tables(store: Store) -> set[str]:
-    return set(sa.inspect(store.engine).get_table_names()) - {"alembic_version"}
+    """The tables of the schema, the search index's (0008, per database) counted as one."""
+    found = set(sa.inspect(store.engine).get_table_names()) - {"alembic_version"}
+    index = SEARCH_INDEX_TABLES[store.dialect]
+    assert found >= index or not found & index, f"search index half there: {found & index}"
+    return found - index | ({SEARCH_INDEX} if found >= index else set())
 
 
 def test_opening_an_empty_database_creates_every_table_at_the_newest_revision(
@@ -75,6 +91,13 @@ def test_downgrade_to_base_drops_every_table_and_upgrade_restores_them(store: St
     downgrade(store.engine, "base")
     assert _tables(store) == set()
     assert current_revision(store.engine) is None
+    upgrade(store.engine)
+    assert _tables(store) == TABLES
+
+
+def test_downgrade_to_0006_drops_only_the_recording_tables(store: Store) -> None:
+    downgrade(store.engine, "0006")
+    assert _tables(store) == TABLES - TABLES_OF_0007 - TABLES_OF_0008
     upgrade(store.engine)
     assert _tables(store) == TABLES
 
@@ -237,6 +260,6 @@ def test_migration_0004_creates_the_reserve_function_the_guard_defines(postgres_
         assert _reserve_function(store.engine) == migrated
         downgrade(store.engine, "0003")
         assert _reserve_function(store.engine) is None
-        assert _tables(store) == TABLES - TABLES_OF_0006
+        assert _tables(store) == TABLES - TABLES_OF_0006 - TABLES_OF_0007 - TABLES_OF_0008
     finally:
         store.close()

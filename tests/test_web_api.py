@@ -5,6 +5,7 @@ no request the OpenAPI allows makes the server fail (schemathesis)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
         users.add_user(rig.store, tenant, username, PASSWORD, role, agent_id=agent_id)
     stop = asyncio.Event()
     guard = build_guard(rig.config, rig.store)
+    # The supervisors' line: a phone of the simulator's agents context.
+    config = dataclasses.replace(
+        rig.config, web=dataclasses.replace(rig.config.web, transfer_to="Local/supervisor1@agents")
+    )
     try:
-        async with pages(rig.engine, rig.config, guard, port=0, stop=stop) as port:
+        async with pages(rig.engine, config, guard, port=0, stop=stop) as port:
             run = asyncio.create_task(rig.engine.run(stop))
             yield Served(rig, f"http://127.0.0.1:{port}", stop, run)
             stop.set()
@@ -320,3 +325,37 @@ async def test_a_supervisors_stop_ends_the_run_and_is_audited(served: Served) ->
     audit = (await supervisor.get("/api/audit")).json()
     assert [e["action"] for e in audit if e["action"] == "campaign.stop"] == ["campaign.stop"]
     await supervisor.aclose()
+
+
+async def test_an_agent_puts_the_debtor_through_to_a_supervisor(served: Served) -> None:
+    agent = await served.client("agent1")
+    cookie = agent.cookies.get("dialer_session")
+    ws_url = served.url.replace("http", "ws") + "/ws/agent"
+    async with websockets.connect(
+        ws_url, additional_headers={"Cookie": f"dialer_session={cookie}"}
+    ) as ws:
+        # Not on a call: nothing to transfer.
+        await _login_ready(agent)
+        assert (await agent.post("/api/agent/transfer")).status_code == 409
+        attempt_id = (await _next(ws, "pop"))["case"]["attempt_id"]  # type: ignore[index]
+        async with asyncio.timeout(20):
+            while (await agent.get("/api/agent/status")).json()["state"] != "on_call":
+                await asyncio.sleep(0.02)
+        reply = await agent.post("/api/agent/transfer")
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["attempt_id"] == attempt_id
+        # The agent is free of it (wrap-up, then the next call) while the debtor talks on
+        # with the supervisor.
+        assert served.rig.engine.live.get(attempt_id) is not None
+        status = (await agent.get("/api/agent/status")).json()
+        assert status["state"] != "on_call" or status["attempt_id"] != attempt_id
+        # Stored in the shift as it happened (written behind, on the store's worker).
+        async with asyncio.timeout(10):
+            while ("on_call", "wrap_up", attempt_id) not in [
+                (c.from_state, c.to_state, c.attempt_id)
+                for c in shift_store.state_changes(
+                    served.rig.store, served.rig.engine.tenant_id, "agent1"
+                )
+            ]:
+                await asyncio.sleep(0.05)
+    await agent.aclose()

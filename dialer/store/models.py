@@ -432,3 +432,181 @@ class Callback(Base):
     disposition_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("dispositions.id"))
     attempt_id: Mapped[int | None] = mapped_column(BIG_ID)
     created_at: Mapped[datetime]
+
+
+class RecordingStatus(enum.StrEnum):
+    PENDING = "pending"  # known, not yet in the archive
+    ARCHIVED = "archived"  # hashed, in the archive, entered in the evidence manifest
+    FAILED = "failed"  # corrupt, truncated or never found: `error` says why
+    DELETED = "deleted"  # removed by the retention job (entered in the manifest)
+
+
+class JobKind(enum.StrEnum):
+    ARCHIVE = "archive"
+    ANALYSE = "analyse"  # VAD, talk time, silence, overtalk
+    TRANSCRIBE = "transcribe"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"  # leased to `locked_by` until `locked_until`
+    DONE = "done"
+    FAILED = "failed"  # gave up: `error` says why
+
+
+class Recording(Base):
+    """One connected call's recording: where it was written, where it is kept, its hash."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        Index(None, "status", "retain_until"),
+        Index(None, "tenant_id", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    attempt_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("call_attempts.id"), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    # The file as Asterisk wrote it (the attempt's recording_path).
+    source_path: Mapped[str] = mapped_column(String(500))
+    # Relative to the archive root: <tenant>/<YYYY>/<MM>/<DD>/attempt-<id>-<sha8>.wav
+    archive_path: Mapped[str | None] = mapped_column(String(500))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RecordingStatus.PENDING.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+    retain_until: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class RecordingJob(Base):
+    """A unit of work on a recording, leased to one worker at a time (see recording/jobs.py)."""
+
+    __tablename__ = "recording_jobs"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "kind"),
+        # The claim: queued jobs of a kind that are due, oldest first, and expired leases.
+        Index(None, "state", "kind", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    recording_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("recordings.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    # Claims so far; also the fencing token: done/fail must name the claim they finish.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    locked_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Party(enum.StrEnum):
+    """Whose voice a transcript holds: each channel of a stereo or split recording, or both."""
+
+    AGENT = "agent"
+    DEBTOR = "debtor"
+    MIXED = "mixed"  # one mono recording of both
+
+
+class Transcript(Base):
+    """What one party of one call said, as one engine heard it (re-transcribing replaces it).
+
+    The search index (SQLite FTS5 `transcript_fts`, PostgreSQL `transcript_search`) is made by
+    migration 0008 for the database at hand and kept by recording/transcripts.py, so it is not
+    modelled here.
+    """
+
+    __tablename__ = "transcripts"
+    __table_args__ = (UniqueConstraint("attempt_id", "party", "engine"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    attempt_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("call_attempts.id"))
+    recording_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("recordings.id"))
+    party: Mapped[str] = mapped_column(String(8))
+    engine: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    # The call's facts the index filters on (recording/transcripts.py `index_tags`), as
+    # indexed: its entries are removed with exactly these.
+    tags: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class TranscriptSegment(Base):
+    """One stretch of speech: its seconds from the start of the recording and its words,
+    each `{"w": word, "s": start_s, "e": end_s, "c": confidence}`. Its id is its key in the
+    search index."""
+
+    __tablename__ = "transcript_segments"
+    __table_args__ = (UniqueConstraint("transcript_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    transcript_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("transcripts.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(Float)
+
+
+class QaFlagKind(enum.StrEnum):
+    FORBIDDEN = "forbidden"  # a forbidden phrase was said
+    MISSING = "missing"  # a mandatory phrase was not said in time
+    SILENCE = "silence"  # over the rule set's silence limits
+    OVERTALK = "overtalk"  # both talking at once, over the limits
+
+
+class QaVerdict(enum.StrEnum):
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+class QaFlag(Base):
+    """One QA finding on a call, at the second it concerns; a supervisor marks it right or
+    wrong, which gives each rule its precision."""
+
+    __tablename__ = "qa_flags"
+    __table_args__ = (Index(None, "attempt_id"), Index(None, "tenant_id", "rule_id", "verdict"))
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    attempt_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("call_attempts.id"))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    party: Mapped[str | None] = mapped_column(String(8))
+    at_s: Mapped[float] = mapped_column(Float)
+    snippet: Mapped[str] = mapped_column(Text)
+    # How sure the matcher was, 0..100 (100 for measured limits).
+    score: Mapped[float] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None]
+
+
+class QaScore(Base):
+    """A call's QA score (100: nothing found) and how many of its flags stand (not judged
+    wrong): the supervisors' list puts calls with flags first, lowest score first."""
+
+    __tablename__ = "qa_scores"
+    __table_args__ = (Index(None, "tenant_id", "score", "attempt_id"),)
+
+    attempt_id: Mapped[int] = mapped_column(
+        BIG_ID, ForeignKey("call_attempts.id"), primary_key=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    score: Mapped[float] = mapped_column(Float)
+    flags: Mapped[int] = mapped_column(Integer)
+    scored_at: Mapped[datetime]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from compliance_guard.service import Guard
 from dialer.agents.pool import Connect
 from dialer.agents.sessions import AgentError, AgentStatus
+from dialer.agents.transfer import TransferError
 from dialer.config import Config
 from dialer.console.controls import CampaignControls, CampaignNotFound, ControlError, apply_controls
 from dialer.console.engine_view import engine_view
@@ -179,7 +180,11 @@ def create_app(services: WebServices) -> FastAPI:
 
     def _status_json(status: AgentStatus) -> dict[str, object]:
         # The page offers preview dialling when the campaign is in preview mode.
-        return {**status.to_json(), "dial_mode": engine.pacer.settings.dial_mode.value}
+        return {
+            **status.to_json(),
+            "dial_mode": engine.pacer.settings.dial_mode.value,
+            "can_transfer": bool(services.config.web.transfer_to),
+        }
 
     def refused(exc: AgentError) -> HTTPException:
         return HTTPException(409, str(exc))
@@ -247,6 +252,18 @@ def create_app(services: WebServices) -> FastAPI:
         if not engine.hang_up_agent_call(agent_of(caller)):
             raise HTTPException(409, "you have no call to hang up")
         return Ok()
+
+    @app.post("/api/agent/transfer", responses={409: {"description": "not possible now"}})
+    async def agent_transfer(caller: Caller = agent_only) -> dict[str, object]:
+        """Put the debtor through to the supervisors' line ([web] transfer_to)."""
+        agent_id = agent_of(caller)
+        if not services.config.web.transfer_to:
+            raise HTTPException(409, "no supervisor line is configured ([web] transfer_to)")
+        try:
+            attempt_id = await engine.transfer_agent_call(agent_id, services.config.web.transfer_to)
+        except TransferError as exc:
+            raise HTTPException(409, exc.reason) from None
+        return {"attempt_id": attempt_id}
 
     @app.get("/api/agent/preview", responses={409: {"description": "not possible now"}})
     async def agent_preview(caller: Caller = agent_only) -> dict[str, object]:

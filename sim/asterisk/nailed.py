@@ -1,8 +1,9 @@
 """The nailed-up agent flows of asterisk-conf/extensions.conf, as the simulated PBX plays them.
 
 `[dialer-agent]` (an agent's phone waits in conference agent-<id> all shift), the ROUTE=bridge
-branch of `[dialer-connect]` (a debtor joins that conference and leaves it), and `[dialer-spy]`
-(ChanSpy on the agent's channel). Event names, order and headers follow the real Asterisk
+branch of `[dialer-connect]` (a debtor joins that conference and leaves it), `[dialer-spy]`
+(ChanSpy on the agent's channel) and `[dialer-transfer]` (a debtor redirected out of the
+conference dials a supervisor's phone). Event names, order and headers follow the real Asterisk
 20.20.1 captures in sim/traces/ami_nailed_*.log.
 """
 
@@ -15,18 +16,39 @@ from dialer.asterisk_names import (
     AGENT_USER_PROFILE,
     CONFERENCE_BRIDGE_PROFILE,
     DEBTOR_USER_PROFILE,
+    TRANSFER_CONTEXT,
+    TRANSFER_VARIABLE,
 )
-from sim.asterisk.channels import Bridge, Channel, event
+from sim.asterisk.channels import (
+    SOFTHANGUP_APPUNLOAD,
+    Bridge,
+    Channel,
+    State,
+    channel_event,
+    event,
+)
 from sim.asterisk.conference import Conference, Member
-from sim.behaviour import Outcome
+from sim.behaviour import DebtorFate, Outcome
 
 if TYPE_CHECKING:
-    from sim.asterisk.pbx import Call, Pbx
+    from sim.asterisk.pbx import Call, Interrupt, Pbx
 
 # SPY_MODE -> ChanSpy options and the priority of its ChanSpy() in [dialer-spy].
 SPY_OPTIONS = {"listen": ("qESu", 7), "whisper": ("qESuw", 9), "barge": ("qESuB", 11)}
 # ChanSpy looks for its channel this often (app_chanspy.c waits 100 ms per round).
 SPY_POLL_SECS = 0.1
+# [dialer-transfer]: Dial(${TRANSFER_TO},30).
+TRANSFER_DIAL_SECS = 30
+# A supervisor's phone that is a lab debtor-sim number answers with these outcomes...
+_ANSWERING = (Outcome.HUMAN, Outcome.MACHINE, Outcome.SHORT_CALL)
+# ...is busy or congested at once: DIALSTATUS, the ;2 half's state and the causes of the two
+# halves (ami_nailed_transfer_busy.log for BUSY)...
+_REFUSING = {
+    Outcome.BUSY: ("BUSY", State.BUSY, 0, 17),
+    Outcome.CONGESTION: ("CONGESTION", State.BUSY, 0, 34),
+}
+# ...and else rings until Dial() gives up (not captured: NOANSWER, cause 16).
+_NO_ANSWER = ("NOANSWER", State.RING, 16, 16)
 
 
 class NailedUp:
@@ -91,11 +113,20 @@ class NailedUp:
                 break
         interrupt = call.interrupt
         if interrupt.kind == "redirect":
-            self._leave(member, None)
             call.interrupt = None
             ctx, ext, prio = interrupt.target
             interrupt.channel.goto(ctx, ext, prio)
-            await pbx._park(call)
+            if interrupt.channel is not member.channel:
+                self._leave(member, None)
+                await pbx._park(call)
+                return
+            # ConfBridge() returns as if the channel had hung up: CONFBRIDGE_RESULT=HANGUP
+            # (ami_nailed_transfer*.log); its leave events already show the new context.
+            self._leave(member, "HANGUP")
+            if ctx == TRANSFER_CONTEXT and member.channel is call.one:
+                await self.transfer(call)
+            else:
+                await pbx._park(call)
             return
         pbx._record(call, outcome if interrupt.kind != "kicked" else "agent_lost")
         if interrupt.kind != "kicked" and two is not None and interrupt.channel is two:
@@ -210,3 +241,146 @@ class NailedUp:
         # Option E: the agent's channel hung up; ChanSpy returns and the next step hangs up.
         pbx._app(one, priority + 1, "Hangup", "")
         await pbx._hangup_from(call, one, 16, "spy_ended")
+
+    # -- [dialer-transfer] -----------------------------------------------------------------
+
+    async def transfer(self, call: Call) -> None:
+        """The debtor's channel, redirected out of the agent's conference, dials TRANSFER_TO
+        (ami_nailed_transfer*.log). The supervisor's legs belong to the debtor's call and
+        carry its Linkedid; MixMonitor goes on on the debtor's channel."""
+        pbx = self.pbx
+        one = call.one
+        to = one.variables.get(TRANSFER_VARIABLE, "")
+        pbx._app(one, 1, "NoOp", f"DIALER-TRANSFER {one.name} to={to}")
+        pbx._app(one, 2, "GotoIf", f"{int(not to)}?refuse")
+        if not to:
+            pbx._app(one, 7, "Hangup", "21")
+            await pbx._hangup_from(call, one, 21, "transfer_refused")
+            return
+        pbx._app(one, 3, "Dial", f"{to},{TRANSFER_DIAL_SECS}")
+        pbx.set_variable(one, "DIALSTATUS", "")
+        sup1, sup2, dial_string = pbx._new_agent_leg(call, to)
+        call.agent_one, call.agent_two = sup1, sup2
+        pbx.emit(channel_event("Newchannel", sup1))
+        if sup2 is not None:
+            pbx.emit(channel_event("Newchannel", sup2))
+            pbx._local_bridge(sup1, sup2)
+        fate = self._supervisor_fate(sup1, sup2)
+        pbx.emit(pbx._dial_event("DialBegin", sup1, [("DialString", dial_string)], src=one))
+        if sup2 is not None and sup2.context == "agents":
+            # The lab's [agents] context: Set(AGENT_ID=${EXTEN}) before Answer().
+            pbx.set_variable(sup2, "AGENT_ID", sup2.exten)
+        answers = fate is None or fate.outcome in _ANSWERING
+        if fate is None:
+            ring = pbx.agents.answer_secs
+        elif answers or fate.outcome in _REFUSING:
+            ring = fate.ring_secs
+        else:
+            ring = TRANSFER_DIAL_SECS
+        if await pbx._pause(call, min(ring, TRANSFER_DIAL_SECS)):
+            # The debtor hung up (or was hung up) while the supervisor's phone rang.
+            await pbx._hangup(call, "transfer_abandoned")
+            return
+        if not answers:
+            assert fate is not None
+            self._not_answered(call, sup1, sup2, fate.outcome)
+            status = one.variables.get("DIALSTATUS", "")
+            pbx._app(one, 4, "NoOp", f"DIALER-TRANSFER not answered {one.name} DIALSTATUS={status}")
+            await pbx._abandon(call, 5, "transfer_not_answered")
+            return
+        if sup2 is not None:
+            pbx._new_state(sup2, State.UP)
+        pbx._new_state(sup1, State.UP)
+        pbx.set_variable(one, "DIALSTATUS", "ANSWER")
+        pbx.emit(pbx._dial_event("DialEnd", sup1, [("DialStatus", "ANSWER")], src=one))
+        bridge = Bridge(str(uuid.UUID(int=pbx._rng.getrandbits(128), version=4)))
+        pbx.bridges[bridge.uniqueid] = bridge
+        call.bridge = bridge
+        pbx.emit(event("BridgeCreate", "call,all", bridge.fields()))
+        sup1.goto(sup1.context, "")
+        for ch in (sup1, one):
+            bridge.channels.append(ch)
+            ch.bridge_id = bridge.uniqueid
+            pbx.emit(event("BridgeEnter", "call,all", bridge.fields(), ch.fields()))
+        while True:
+            await pbx._pause(call, 3600.0)
+            interrupt = call.interrupt
+            if interrupt is not None:
+                break
+        if interrupt.kind != "redirect" and interrupt.channel is call.two:
+            self._transfer_ended(call, interrupt, far_end=call.two)
+        elif interrupt.kind != "redirect" and sup2 is not None and interrupt.channel is sup2:
+            self._transfer_ended(call, interrupt, far_end=sup2)
+            await pbx._hangup_from(call, one, 16, "")
+        else:
+            await pbx._hangup(call, "transferred")
+
+    def _supervisor_fate(self, sup1: Channel, sup2: Channel | None) -> DebtorFate | None:
+        """A lab debtor-sim number behaves by its last digit (busy, rings on...); an agent's or
+        supervisor's phone (Local/...@agents, PJSIP/...) answers like an agent (None)."""
+        pbx = self.pbx
+        if sup2 is None or sup1.context not in pbx.config.debtor_contexts:
+            return None
+        return pbx.debtors.fate(sup1.exten, 1)
+
+    def _not_answered(
+        self, call: Call, sup1: Channel, sup2: Channel | None, outcome: Outcome
+    ) -> None:
+        """Dial() gives up on the supervisor's phone: busy or congested (the ;2 half says so
+        at once), or no answer in TRANSFER_DIAL_SECS."""
+        pbx = self.pbx
+        one = call.one
+        status, state, cause_one, cause_two = _REFUSING.get(outcome, _NO_ANSWER)
+        if sup2 is not None and outcome in _REFUSING:
+            pbx._new_state(sup2, state)
+        pbx.emit(pbx._dial_event("DialEnd", sup1, [("DialStatus", status)], src=one))
+        if sup2 is not None:
+            pbx.emit(channel_event("HangupRequest", sup2, [("Cause", str(cause_one))]))
+        pbx._gone(sup1, cause_one)
+        pbx.set_variable(one, "DIALSTATUS", status)
+        if sup2 is not None:
+            soft = [("Cause", str(SOFTHANGUP_APPUNLOAD))]
+            pbx.emit(channel_event("SoftHangupRequest", sup2, soft))
+            pbx._gone(sup2, cause_two)
+        call.agent_one = call.agent_two = None
+
+    def _transfer_ended(self, call: Call, interrupt: Interrupt, far_end: Channel) -> None:
+        """The debtor's far end or the supervisor's hung up: the far end goes, the bridge
+        breaks up, Dial() returns (DIALSTATUS=ANSWER again) and the supervisor's legs go.
+        When the debtor hung up, its ;1 half goes too; else the caller hangs it up next
+        (Dial() without `g` ends the dialplan). Orders of ami_nailed_transfer.log and
+        ami_nailed_transfer_supervisor_hangs_up.log."""
+        pbx = self.pbx
+        one, sup1, sup2 = call.one, call.agent_one, call.agent_two
+        assert sup1 is not None
+        cause = interrupt.cause
+        soft = [("Cause", str(SOFTHANGUP_APPUNLOAD))]
+        debtor_left = far_end is call.two
+        pbx._record(call, "transferred")
+        near = one if debtor_left else sup1
+        pbx.emit(channel_event("SoftHangupRequest", far_end, soft))
+        pbx.emit(channel_event("HangupRequest", near, [("Cause", str(cause))]))
+        pbx._gone(far_end, cause)
+        bridge = call.bridge
+        assert bridge is not None
+        for ch in (near, one if near is sup1 else sup1):
+            bridge.channels.remove(ch)
+            ch.bridge_id = ""
+            pbx.emit(event("BridgeLeave", "call,all", bridge.fields(), ch.fields()))
+        if debtor_left and sup2 is not None:
+            pbx.emit(channel_event("HangupRequest", sup2, [("Cause", str(cause))]))
+        pbx.emit(event("BridgeDestroy", "call,all", bridge.fields()))
+        pbx.bridges.pop(bridge.uniqueid, None)
+        call.bridge = None
+        pbx._gone(sup1, cause)
+        pbx.set_variable(one, "DIALSTATUS", "ANSWER")
+        call.agent_one = call.agent_two = None
+        if not debtor_left:
+            return
+        if sup2 is not None:
+            pbx.emit(channel_event("SoftHangupRequest", sup2, soft))
+        pbx.emit(channel_event("SoftHangupRequest", one, soft))
+        pbx._run_h(one, cause)
+        pbx._gone(one, cause)
+        if sup2 is not None:
+            pbx._gone(sup2, cause)

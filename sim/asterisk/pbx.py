@@ -1,7 +1,7 @@
 """The simulated PBX: Originate, Local channel pairs, the `dialer-connect` dialplan, hangups.
 
-The nailed-up agent contexts (`dialer-agent`, `dialer-spy`, ROUTE=bridge) are in
-`sim.asterisk.nailed`.
+The nailed-up agent contexts (`dialer-agent`, `dialer-spy`, ROUTE=bridge, `dialer-transfer`)
+are in `sim.asterisk.nailed`.
 
 Each call is one coroutine that owns its channels and emits the AMI events of Asterisk 20.20.1
 in the order the captures show. Requests from outside (AMI Hangup, Redirect, the debtor putting
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dialer.asterisk_names import AGENT_CONTEXT as AGENT_LOGIN_CONTEXT
-from dialer.asterisk_names import SPY_CONTEXT
+from dialer.asterisk_names import SPY_CONTEXT, TRANSFER_CONTEXT
 from sim.agi_client import AgiExec, run_agi
 from sim.asterisk.channels import (
     SOFTHANGUP_APPUNLOAD,
@@ -41,6 +41,7 @@ from sim.asterisk.channels import (
     varset_event,
 )
 from sim.asterisk.nailed import NailedUp
+from sim.audio.recorder import CallMix, CallRecorder
 from sim.behaviour import AgentModel, DebtorFate, DebtorModel, Outcome, SuffixDebtors
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ class PbxConfig:
     seed: int = 0
     # Asterisk's <astspooldir>/monitor: where MixMonitor puts a recording named relatively.
     monitor_dir: str = "/var/spool/asterisk/monitor"
+    # Where the simulator writes a real WAV (and its truth sidecar) for every call MixMonitor
+    # records, Asterisk's paths re-rooted under it (sim.audio.recorder); empty: no files.
+    recordings_dir: str = ""
+    call_audio: CallMix = field(default_factory=CallMix)  # what those recordings hold
     # manager.conf `channelvars` (`ChanVariable: NAME=value` in every channel snapshot).
     # asterisk-conf ships AGENT_ID; empty by default, as in the older captures of sim/traces.
     channelvars: tuple[str, ...] = ()
@@ -326,6 +331,14 @@ class Pbx:
         self._owner: dict[str, Call] = {}
         self.bridges: dict[str, Bridge] = {}
         self.nailed = NailedUp(self)
+        self.recorder: CallRecorder | None = None
+        if self.config.recordings_dir:
+            self.recorder = CallRecorder(
+                self.config.recordings_dir,
+                monitor_dir=self.config.monitor_dir,
+                seed=self.config.seed,
+                mix=self.config.call_audio,
+            )
         self.reset()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -344,6 +357,8 @@ class Pbx:
         self._owner.clear()
         self.bridges.clear()
         self.nailed.reset()
+        if self.recorder is not None:
+            self.recorder.reset(self.clock.now())  # recordings end where they are
         self._local_counter = 0
         self._trunk_counter = 0
         self._uniqueid_seq = 0
@@ -352,8 +367,10 @@ class Pbx:
         self._idle.set()
 
     async def wait_idle(self) -> None:
-        """Return once no call is in flight."""
+        """Return once no call is in flight (and its recording, if any, is on disk)."""
         await self._idle.wait()
+        if self.recorder is not None:
+            await self.recorder.drain()
 
     def emit(self, ev: Event) -> None:
         self._sink(ev)
@@ -399,6 +416,8 @@ class Pbx:
         if not ch.alive:
             return
         ch.alive = False
+        if ch.mixmonitor and self.recorder is not None:
+            self.recorder.stop(ch.uniqueid, self.clock.now())
         self.emit(hangup_event(ch, cause))
         self.cosmetic(lambda: [self._device_state(ch, "NOT_INUSE")])
         self.channels.pop(ch.name, None)
@@ -905,11 +924,24 @@ class Pbx:
             recording = f"{self.config.monitor_dir}/{recording}"
         self.set_variable(one, "MIXMONITOR_FILENAME", recording)
         self.mixmonitor(one, True)
+        if self.recorder is not None:
+            # Option b saves audio only while bridged: on ROUTE=bridge ConfBridge follows at
+            # once, on ROUTE=dial from the agent's answer (`_dial_agent`).
+            self.recorder.start(
+                one.uniqueid,
+                recording,
+                number=call.number,
+                attempt=self._attempts[call.number],
+                fate=call.fate,
+                at=self.clock.now(),
+                bridged=one.variables.get("ROUTE") == "bridge",
+            )
 
-    async def _abandon(self, call: Call) -> None:
-        """No agent: the safe-harbour message, then hang up."""
+    async def _abandon(self, call: Call, priority: int = 26, outcome: str = "abandoned") -> None:
+        """No agent (or, from dialer-transfer, no supervisor): the safe-harbour message at
+        `priority`, then Hangup() at the next one."""
         one = call.one
-        self._app(one, 26, "Playback", SAFE_HARBOUR)
+        self._app(one, priority, "Playback", SAFE_HARBOUR)
         if await self._pause(call, self.config.safe_harbour_secs):
             interrupt = call.interrupt
             if (
@@ -919,16 +951,16 @@ class Pbx:
             ):
                 # The debtor hangs up during the message (ami_nailed_no_agent.log): Playback
                 # ends, then ;1 is hung up.
-                self._record(call, "abandoned")
+                self._record(call, outcome)
                 self._far_end_first(call, interrupt.cause)
                 self.set_variable(one, "PLAYBACKSTATUS", "SUCCESS")
                 self._then_one(call, interrupt.cause)
                 return
-            await self._hangup(call, "abandoned")
+            await self._hangup(call, outcome)
             return
         self.set_variable(one, "PLAYBACKSTATUS", "SUCCESS")
-        self._app(one, 27, "Hangup", "")
-        await self._hangup_from(call, one, 16, "abandoned")
+        self._app(one, priority + 1, "Hangup", "")
+        await self._hangup_from(call, one, 16, outcome)
 
     async def _run_agi(self, call: Call, url: str) -> str:
         """AGI(): run the FastAGI session, mirror each command on AMI, return AGISTATUS."""
@@ -1035,6 +1067,8 @@ class Pbx:
             bridge.channels.append(ch)
             ch.bridge_id = bridge.uniqueid
             self.emit(event("BridgeEnter", "call,all", bridge.fields(), ch.fields()))
+        if self.recorder is not None and one.mixmonitor:
+            self.recorder.bridged(one.uniqueid, self.clock.now())
         fate = call.fate
         assert fate is not None
         if fate.outcome is Outcome.HUMAN:
@@ -1119,6 +1153,11 @@ class Pbx:
                 f"DIALER-CONNECT hangup {one.name} cause={cause} "
                 f"DIALSTATUS={var.get('DIALSTATUS', '')} "
                 f"CONFBRIDGE_RESULT={var.get('CONFBRIDGE_RESULT', '')}"
+            )
+        elif one.context == TRANSFER_CONTEXT:
+            text = (
+                f"DIALER-TRANSFER hangup {one.name} cause={cause} "
+                f"DIALSTATUS={var.get('DIALSTATUS', '')}"
             )
         elif one.context == AGENT_LOGIN_CONTEXT:
             text = (

@@ -88,6 +88,8 @@ function render() {
 
   const onCall = ON_A_CALL.includes(state);
   $("#btn-hangup").disabled = !onCall || takenOver;
+  show($("#btn-transfer"), Boolean(status && status.can_transfer));
+  $("#btn-transfer").disabled = !status || status.state !== "on_call" || takenOver;
 
   if (
     status.attempt_id &&
@@ -538,6 +540,9 @@ function wire() {
   $("#pause-reason").addEventListener("change", () => status && render());
   $("#btn-logout").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/logout"));
   $("#btn-hangup").addEventListener("click", (e) => act(e.currentTarget, "/api/agent/hangup"));
+  $("#btn-transfer").addEventListener("click", (e) =>
+    act(e.currentTarget, "/api/agent/transfer", undefined, t("agent.transferred")),
+  );
   $("#btn-preview-next").addEventListener("click", previewNext);
   $("#btn-preview-dial").addEventListener("click", previewDial);
   $("#btn-redial-phone").addEventListener("click", (e) =>
