@@ -7,7 +7,11 @@ only an annotation ("[beep]", "(10 seconds of silence)") are left out.
 
 Nothing here is tuned on those texts: no language model, vocabulary or keyword list may be
 built from the prompts the WER is measured on (that would measure memory, not recognition).
-The pocketsphinx variants change signal processing or decoder settings only.
+The pocketsphinx variants change signal processing or decoder settings, or swap in the
+collection-call language model built from our own text (asr/lm/, asr.language_model).
+
+Beside WER: what VAD saves on simulated calls (asr.vad_savings) and how keyword spotting of
+the QA rules' forbidden phrases does on them (asr.kws_bench).
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr.engines import EngineSpec, OptionValue, installed_vosk_model
+from asr.engines import COLLECTION_LM, EngineSpec, OptionValue, installed_vosk_model
 from asr.errors import AsrError
+from asr.kws_bench import SpottingScore, measure_spotting
 from asr.models import Transcript
 from asr.pool import Outcome, RecognizerPool, TranscribeFile
 from asr.resample import Quality
+from asr.vad_savings import VadSavings, measure_calls
 from asr.wer import EditCounts, align, normalise
 
 SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en")
@@ -144,6 +150,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also pocketsphinx variants (resampling quality, dither, decoder settings), "
         "one process each, beside the plain baseline",
     )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="with --variants: only these comma-separated variants (e.g. ps-collection-lm)",
+    )
+    parser.add_argument(
+        "--vad-calls",
+        type=int,
+        default=8,
+        help="simulated calls (sim.audio) on which to measure what VAD saves (0: skip)",
+    )
+    parser.add_argument(
+        "--kws-calls",
+        type=int,
+        default=8,
+        help="simulated English calls on which keyword spotting looks for the QA rules' "
+        "forbidden phrases (0: skip)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -236,6 +260,19 @@ def extra_variants() -> list[Variant]:
         ps("ps-dither", "HQ", "band fill and ±1 LSB deterministic dither", dither=True),
         ps("ps-lw-10", "HQ", "band fill, language weight 10 (default 6.5)", lw=10.0),
         ps("ps-wip-0.2", "HQ", "band fill, word insertion penalty 0.2 (default 0.65)", wip=0.2),
+        ps("ps-dither-wip-0.2", "HQ", "band fill, dither and wip 0.2", dither=True, wip=0.2),
+        Variant(
+            "ps-collection-lm",
+            EngineSpec("pocketsphinx", options=COLLECTION_LM),
+            note="band fill, collection-call LM (asr/lm/collection-en.txt) "
+            "+ 20000 commonest en-us words as unigrams",
+        ),
+        ps(
+            "ps-collection-only",
+            "HQ",
+            "band fill, collection-call LM alone (its own 500 words)",
+            lm_corpus="collection-en",
+        ),
     ]
 
 
@@ -302,16 +339,31 @@ def _run(args: argparse.Namespace) -> int:
             runs.append(result)
             say(_line(result))
     if args.variants:
-        for variant in extra_variants():
+        extras = extra_variants()
+        if args.only:
+            wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+            unknown = wanted - {v.name for v in extras}
+            if unknown:
+                known = ", ".join(v.name for v in extras)
+                raise AsrError(f"--only: no variant {', '.join(sorted(unknown))} (known: {known})")
+            extras = [v for v in extras if v.name in wanted]
+        for variant in extras:
             result = measure(variant, chosen, 1)
             runs.append(result)
             say(_line(result) + f"   ({variant.note})")
+    savings = _vad_savings(args.vad_calls, args.seed, say)
+    spotting = _spotting(args.kws_calls, args.seed, say)
     if args.json:
-        print(
-            json.dumps(
-                {"prompts": len(chosen), "seed": args.seed, "runs": [r.to_dict() for r in runs]}
-            )
-        )
+        report: dict[str, Any] = {
+            "prompts": len(chosen),
+            "seed": args.seed,
+            "runs": [r.to_dict() for r in runs],
+        }
+        if savings is not None:
+            report["vad"] = savings.to_dict()
+        if spotting is not None:
+            report["kws"] = spotting.to_dict()
+        print(json.dumps(report))
     else:
         print()
         print(_table(runs))
@@ -321,6 +373,43 @@ def _run(args: argparse.Namespace) -> int:
                 for name, ref, hyp in r.examples:
                     print(f"  {name}: {ref!r}\n    heard: {hyp!r}")
     return 0
+
+
+def _vad_savings(calls: int, seed: int, say: Callable[..., None]) -> VadSavings | None:
+    if calls <= 0:
+        return None
+    from sim.audio import AudioUnavailable
+
+    try:
+        savings = measure_calls(calls, seed=seed)
+    except AudioUnavailable as exc:
+        say(f"VAD savings skipped: {exc}")
+        return None
+    say(
+        f"VAD on {savings.calls} simulated calls ({savings.channel_s:.0f} s of channel audio): "
+        f"{savings.saved:.1%} never sent to the recogniser, "
+        f"{savings.speech_kept:.1%} of the scripted speech kept"
+    )
+    return savings
+
+
+def _spotting(calls: int, seed: int, say: Callable[..., None]) -> SpottingScore | None:
+    if calls <= 0:
+        return None
+    from sim.audio import AudioUnavailable
+
+    try:
+        score = measure_spotting(calls, seed=seed)
+    except AudioUnavailable as exc:
+        say(f"keyword spotting skipped: {exc}")
+        return None
+    say(
+        f"keyword spotting (QA forbidden phrases, pocketsphinx kws) on {score.calls} simulated "
+        f"calls: {score.found} of {score.violations} scripted violations found, "
+        f"{score.false_alarms} false alarms ({score.false_alarms_per_hour:.0f} per hour), "
+        f"RTF {score.to_dict()['rtf_cpu']} CPU"
+    )
+    return score
 
 
 def _wer(r: Run) -> str:

@@ -12,8 +12,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from asr.engines import ENGINES, EngineSpec, build_recognizer, resolve_vosk_model
+from asr.engines import (
+    COLLECTION_LM,
+    ENGINES,
+    EngineSpec,
+    OptionValue,
+    build_recognizer,
+    resolve_vosk_model,
+)
 from asr.errors import AsrError
+from asr.language_model import corpus_path
 from asr.models import Transcript
 from asr.pool import Outcome, RecognizerPool, TranscribeFile, run_inline
 
@@ -41,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--language", help="BCP 47 language of the model (default: guessed, en)")
     t.add_argument(
+        "--lm",
+        metavar="NAME|FILE",
+        help="pocketsphinx language model: a text in asr/lm/ (collection-en: collection calls, "
+        "plus the 20000 commonest en-us words) or an ARPA / .lm.bin file",
+    )
+    t.add_argument(
         "--processes",
         type=int,
         default=None,
@@ -61,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _transcribe(args: argparse.Namespace) -> int:
     model = resolve_vosk_model(args.model) if args.engine == "vosk" else args.model
-    spec = EngineSpec(engine=args.engine, model=model, language=args.language)
+    spec = EngineSpec(
+        engine=args.engine, model=model, language=args.language, options=_lm_options(args)
+    )
     paths = [str(p) for p in args.paths]
     processes = min(len(paths), os.cpu_count() or 1) if args.processes is None else args.processes
     if processes < 1:
@@ -95,6 +111,17 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"files": files, "errors": errors}, ensure_ascii=False))
     return 1 if errors else 0
+
+
+def _lm_options(args: argparse.Namespace) -> tuple[tuple[str, OptionValue], ...]:
+    if not args.lm:
+        return ()
+    if args.engine != "pocketsphinx":
+        raise AsrError(f"--lm is for pocketsphinx; {args.engine} models carry their own")
+    if Path(args.lm).is_file():
+        return (("lm", str(Path(args.lm).resolve())),)
+    corpus_path(args.lm)  # an unknown name fails here, naming the built-in ones
+    return tuple((k, args.lm if k == "lm_corpus" else v) for k, v in COLLECTION_LM)
 
 
 def _print_text(path: str, outcome: Outcome[Transcript]) -> None:

@@ -66,7 +66,7 @@ def _bundled_model_dir() -> Path:
     return Path(pocketsphinx.get_model_path())
 
 
-def _model_files(model: str | None) -> dict[str, str]:
+def model_files(model: str | None) -> dict[str, str]:
     """hmm / lm / dict paths for a model argument (see PocketsphinxSettings.model)."""
     bundled = _bundled_model_dir()
     default = {
@@ -167,7 +167,7 @@ class PocketsphinxRecognizer:
         import pocketsphinx
 
         self._settings = settings = settings or PocketsphinxSettings()
-        files = _model_files(settings.model)
+        files = model_files(settings.model)
         for key in ("hmm", "lm", "dict"):
             if key == "lm" and (settings.lm or settings.kws):
                 continue

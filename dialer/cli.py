@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recordings": ("recording.cli", "archive call recordings as evidence, verify, apply retention"),
     "qa": ("recording.qa_cli", "search call transcripts, review QA flags, rule precision"),
     "asr": ("asr.cli", "offline speech recognition of recordings (vosk, pocketsphinx)"),
+    "messages": ("dialer.messaging.cli", "SMS and e-mail via the guard: preview, send, receipts"),
+    "cases": ("dialer.cases.cli", "cases: the promise run, the payments file, a case's timeline"),
 }
 
 # `dialer bench NAME`: name -> (module, help)
@@ -45,6 +47,11 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "asr": ("asr.bench", "real-time factor per engine and process count; WER on core sounds"),
     "search": ("recording.bench_search", "transcript search p50/p95, English and Chinese"),
+    "pipeline": ("recording.bench_lag", "hang-up to searchable transcript, 50 calls at once"),
+    "messaging": (
+        "dialer.messaging.bench",
+        "100,000 SMS through the guard to a local HTTP gateway",
+    ),
 }
 
 

@@ -205,6 +205,7 @@ class WebConfig:
 # Legal minimum keeping of call recordings, in days, by name: usable for a tenant in
 # [recordings] retention_days (China: at least 2 years; US: 3 years).
 RETENTION_PRESETS: Mapping[str, int] = {"cn": 730, "us": 1095}
+RECOGNITION_ENGINES = ("pocketsphinx", "vosk", "script")
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,24 @@ class RecordingsConfig:
     default_retention_days: int = RETENTION_PRESETS["us"]
     # Per tenant, by tenant name: days, or a preset name ("cn" 730, "us" 1095).
     retention_days: Mapping[str, int] = field(default_factory=dict)
-    # Worker threads of `dialer recordings archive`.
+    # Worker threads of `dialer recordings archive` (and of the pipeline's intake).
     workers: int = 2
+    # `dialer run` processes each finished call's recording as it goes: collect, archive,
+    # measure, transcribe, index, QA-check (recording/worker.py). False: only the CLI does.
+    enabled: bool = True
+    # Recogniser: pocketsphinx (bundled en-us), vosk (needs `model`), or script (the
+    # simulator's own text: demos and benchmarks only).
+    engine: str = "pocketsphinx"
+    # Model directory (vosk: required; pocketsphinx: empty for its bundled en-us).
+    model: str = ""
+    # Recogniser processes, one model each; 0: one per CPU core.
+    processes: int = 1
+    # QA rule set: a preset name (us-collections, cn-collections) or a TOML file.
+    rules: str = "us-collections"
+    # Per transcript language, a rule set other than `rules` (e.g. zh = "cn-collections").
+    rules_by_language: Mapping[str, str] = field(default_factory=lambda: {"zh": "cn-collections"})
+    # How often the pipeline looks for finished calls, in seconds.
+    poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.default_retention_days <= 0:
@@ -227,6 +244,22 @@ class RecordingsConfig:
             )
         if self.workers < 1:
             raise ConfigError(f"recordings.workers: {self.workers} (at least 1)")
+        if self.engine not in RECOGNITION_ENGINES:
+            raise ConfigError(
+                f"recordings.engine: {self.engine!r} (one of {', '.join(RECOGNITION_ENGINES)})"
+            )
+        if self.engine == "vosk" and not self.model:
+            raise ConfigError("recordings.model: vosk needs a model directory")
+        if self.processes < 0:
+            raise ConfigError(f"recordings.processes: {self.processes} (0: one per core, or more)")
+        if not self.rules:
+            raise ConfigError("recordings.rules: empty (a preset name or a TOML file)")
+        if not 0.05 <= self.poll_s <= 3600:
+            raise ConfigError(f"recordings.poll_s: {self.poll_s} (0.05 to 3600 seconds)")
+
+    @property
+    def recogniser_processes(self) -> int:
+        return self.processes or os.cpu_count() or 1
 
     def archive_root(self, data_dir: Path) -> Path:
         return Path(self.archive_dir) if self.archive_dir else data_dir / "recordings"

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -31,6 +33,7 @@ from dialer.config import (
     ComplianceConfig,
     Config,
     DialingConfig,
+    RecordingsConfig,
     Secret,
     WebConfig,
 )
@@ -41,10 +44,16 @@ from dialer.store import users
 from dialer.store.db import Store, open_store
 from dialer.store.models import Role
 from dialer.summary import CampaignSummary, print_summary
+from recording.archive import Archive
+from recording.report import PipelineReport, pipeline_report, report_lines
 from sim.asterisk.ami import AmiConfig as SimAmiConfig
 from sim.asterisk.ami import AsteriskSim
 from sim.asterisk.pbx import PbxConfig
+from sim.audio.recorder import CallMix
 from sim.behaviour import OutcomeMix, SeededDebtors
+
+if TYPE_CHECKING:
+    from recording.worker import PipelineWorker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,11 +82,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8080, help="port of the pages (with --web)")
     parser.add_argument(
+        "--transcribe",
+        choices=TRANSCRIBE_CHOICES,
+        default="text",
+        help="how recorded calls are transcribed: text (default: the simulator's own script, "
+        "instant; the pipeline, search and QA run as for real), pocketsphinx (real English "
+        "recognition, one process per core, ~20-90 s of CPU per call: use few --debtors; "
+        "Chinese calls still go by text, no Chinese model installs here), off (record only: "
+        "the files stay in the spool for `dialer recordings process`)",
+    )
+    parser.add_argument(
         "--password",
         default=os.environ.get("DIALER_DEMO_PASSWORD", ""),
         help="password of the demo's users agent1 and supervisor (with --web; default: "
         "$DIALER_DEMO_PASSWORD, else a random one printed at start)",
     )
+
+
+TRANSCRIBE_CHOICES = ("text", "pocketsphinx", "off")
 
 
 def spool_dir(data_dir: Path) -> Path:
@@ -167,14 +189,25 @@ async def run_demo(
     web_port: int | None = None,
     password: str = "",
     password_given: bool = False,
-) -> CampaignSummary:
+    transcribe: str = "text",
+    drain_timeout_s: float | None = None,
+    call_audio: CallMix | None = None,
+) -> tuple[CampaignSummary, PipelineReport | None]:
+    """The campaign, then (unless `transcribe` is off) the recordings' pipeline drained and
+    reported. `drain_timeout_s`: how long to wait for it (default: by engine); `call_audio`:
+    what the simulated recordings hold (languages, share of scripted violations)."""
     portfolio = data_dir / "portfolio.csv"
     write_sample_portfolio(portfolio, debtors=debtors, seed=seed)
     sim = AsteriskSim(
         SimAmiConfig(port=0, secret="dialer"),
         # The simulator writes each recorded call's audio (two parties, some with scripted
         # violations for QA to find) where the dialer's MixMonitor path says.
-        PbxConfig(time_scale=time_scale, seed=seed, recordings_dir=str(spool_dir(data_dir))),
+        PbxConfig(
+            time_scale=time_scale,
+            seed=seed,
+            recordings_dir=str(spool_dir(data_dir)),
+            call_audio=call_audio or CallMix(),
+        ),
         # The default mix plus a few network failures, so every outcome class shows up.
         debtors=SeededDebtors(seed=seed, mix=OutcomeMix(out_of_order=0.02)),
     )
@@ -187,7 +220,22 @@ async def run_demo(
         web_port=web_port,
     )
     store = open_store(config.effective_database_url)
+    pipeline = None
+    recordings: PipelineReport | None = None
     try:
+        if transcribe != "off":
+            from recording.worker import start_pipeline
+
+            # Chinese calls go by their script text: no Chinese model can be installed here.
+            # Off the loop: the recogniser processes load their models first.
+            pipeline = await asyncio.to_thread(
+                start_pipeline,
+                store,
+                demo_recordings(config, transcribe),
+                data_dir,
+                node_id=config.node_id,
+                text_languages=("zh",),
+            )
         if web_port is not None:
             add_demo_users(store, config.campaign.tenant, password)
         report = import_csv(
@@ -220,16 +268,67 @@ async def run_demo(
                 flush=True,
             ),
         )
+        # Recordings still being written finish before the pipeline is drained.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await sim.wait_calls_ended()
+        if pipeline is not None:
+            wait = drain_timeout_s or (120.0 if transcribe == "text" else 3600.0)
+            recordings = await asyncio.to_thread(
+                finish_pipeline, pipeline, store, config, wait, show_progress
+            )
     finally:
+        if pipeline is not None:
+            await asyncio.to_thread(pipeline.stop)
         store.close()
-        # Recordings still being written finish before the simulator goes.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
                 await sim.wait_calls_ended()
         await sim.close()
     if show_progress and sys.stderr.isatty():
         print(file=sys.stderr)
-    return summary
+    return summary, recordings
+
+
+def demo_recordings(config: Config, transcribe: str) -> RecordingsConfig:
+    """The demo's pipeline: the text route, or pocketsphinx with one process per core."""
+    engine = "script" if transcribe == "text" else "pocketsphinx"
+    return dataclasses.replace(config.recordings, engine=engine, processes=0, poll_s=0.5)
+
+
+def finish_pipeline(
+    pipeline: PipelineWorker, store: Store, config: Config, timeout_s: float, progress: bool
+) -> PipelineReport:
+    """Wait (a bar on stderr) until every recording is through, then report on them all."""
+    from tqdm import tqdm
+
+    from dialer.store import attempts as repo
+
+    with tqdm(
+        desc="recordings: archive, transcribe, check",
+        unit="call",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        seen = {"done": 0}
+
+        def show(left: int) -> None:
+            done = pipeline.transcribed + len(pipeline.failed)
+            bar.total = done + left
+            bar.update(done - seen["done"])
+            seen["done"] = done
+
+        drained = pipeline.drain(timeout_s, show)
+    if not drained:
+        print(
+            f"dialer demo: the recordings were not all through in {timeout_s:.0f} s; the rest "
+            "stay queued (`dialer recordings process` finishes them)",
+            file=sys.stderr,
+        )
+    tenant_id = repo.ensure_tenant(store, config.campaign.tenant)
+    return pipeline_report(
+        store, tenant_id, Archive(config.recordings.archive_root(config.data_dir))
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     time_scale = args.time_scale if args.time_scale is not None else 1.0 if args.web else 100.0
     password = args.password or secrets.token_urlsafe(9)
 
-    def go(data_dir: Path) -> CampaignSummary:
+    def go(data_dir: Path) -> tuple[CampaignSummary, PipelineReport | None]:
         return asyncio.run(
             run_demo(
                 debtors=args.debtors,
@@ -260,14 +359,26 @@ def run(args: argparse.Namespace) -> int:
                 web_port=args.port if args.web else None,
                 password=password,
                 password_given=bool(args.password),
+                transcribe=args.transcribe,
             )
         )
 
     if args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        summary = go(args.data_dir)
+        summary, report = go(args.data_dir)
+        hint = f"DIALER_DATA_DIR={args.data_dir} dialer qa search"
     else:
         with tempfile.TemporaryDirectory(prefix="dialer-demo-") as tmp:
-            summary = go(Path(tmp))
-    print_summary(dataclasses.replace(summary), args.json)
+            summary, report = go(Path(tmp))
+        hint = "(with --data-dir DIR to keep them) DIALER_DATA_DIR=DIR dialer qa search"
+    if args.json:
+        # Still one JSON object on the last line: the campaign's, with the recordings' added.
+        combined = json.loads(summary.to_json())
+        combined["recordings"] = report.as_dict() if report is not None else None
+        print(json.dumps(combined, sort_keys=True, ensure_ascii=False))
+        return 0
+    print_summary(dataclasses.replace(summary), False)
+    if report is not None:
+        for line in report_lines(report, hint):
+            print(line)
     return 0

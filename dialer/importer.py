@@ -43,6 +43,8 @@ Rules
   import may set do-not-call but never clears it (an agent's do-not-call flag must survive
   the next portfolio refresh).
 * When rows disagree, the later row wins.
+* Each new debtor gets a case (dialer/cases), status new, in the same transaction; a re-import
+  opens none.
 * A bad row is rejected with its line number and reason; the other rows go in. Each line is
   decoded on its own, so a line with bytes that are not UTF-8 is rejected alone.
 * Rows are written in batches, each in one transaction. Should the database refuse a batch, its
@@ -71,6 +73,8 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, text,
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
+from dialer.cases.models import Actor
+from dialer.cases.state import open_cases
 from dialer.errors import ConfigError, ImportRowError, StoreError
 from dialer.logsafe import mask_phone
 from dialer.store.attempts import ensure_tenant
@@ -771,6 +775,7 @@ class _Importer:
                 },
                 {"tenant_id": tenant, "created_at": now},
             )
+            open_cases(conn, tenant, debtor_ids.values(), Actor.system("import"), now)
 
             def debtor_id(ext: str) -> int:
                 found = debtor_ids.get(ext)

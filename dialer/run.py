@@ -169,9 +169,20 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
 
+    pipeline = None
+    if config.recordings.enabled and config.dialing.record:
+        from recording.worker import start_pipeline  # numpy, the recogniser pool: only here
+
+        # Each finished call's recording is archived, transcribed and checked as the campaign
+        # goes, in threads and recogniser processes beside the loop (recording/worker.py).
+        pipeline = start_pipeline(store, config.recordings, config.data_dir, node_id=config.node_id)
     try:
         summary = asyncio.run(main())
     finally:
+        if pipeline is not None:
+            # Unfinished recording jobs stay queued: the next run (or `dialer recordings
+            # process`) takes them.
+            pipeline.stop()
         store.close()
     print_summary(summary, args.json)
     return 0

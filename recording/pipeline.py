@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,11 +21,12 @@ from asr.service import transcribe_samples
 from dialer.errors import StoreError
 from dialer.store.db import Store
 from dialer.store.models import JobKind, Party, Recording
-from recording.archive import Archive
+from recording.archive import Archive, inspect_wav
 from recording.audio_io import read_wav
 from recording.errors import BadRecording, RecordingError
 from recording.jobs import Job, JobQueue
 from recording.metrics import CallMetrics, measure_call
+from recording.parties import party_files
 from recording.qa import QaResult, RuleSet, check_call
 from recording.transcripts import Segment, TranscriptIn, Word, store_transcript
 from recording.vad import cut, speech_segments
@@ -70,6 +72,98 @@ def _party_segments(
     return tuple(found), speech
 
 
+@dataclass(frozen=True)
+class CallAnalysis:
+    """What the audio alone says about a call (no store involved): computed where the
+    recogniser lives (a pool process), stored by `record_analysis`."""
+
+    metrics: CallMetrics | None
+    transcripts: tuple[TranscriptIn, ...]
+    speech_s: float
+    audio_s: float
+
+
+def party_sides(path: Path) -> tuple[list[tuple[Party, Any]], int, float]:
+    """Each party's samples, the rate and the length: a stereo file (agent left, debtor
+    right), a mono file with MixMonitor's r()/t() files beside it (`recording.parties`), or a
+    mono file alone (both parties mixed)."""
+    audio = read_wav(path)
+    if audio.channels >= 2:
+        sides = [(party, audio.channel(i)) for i, party in enumerate(STEREO_PARTIES)]
+        return sides, audio.rate, audio.duration_s
+    split = party_files(path)
+    if split is not None:
+        agent, debtor = (read_wav(p) for p in split)
+        if agent.rate != debtor.rate:
+            raise BadRecording(path, f"r()/t() files at {debtor.rate} and {agent.rate} Hz")
+        duration = max(agent.duration_s, debtor.duration_s)
+        return (
+            [(Party.AGENT, agent.channel(0)), (Party.DEBTOR, debtor.channel(0))],
+            agent.rate,
+            duration,
+        )
+    return [(Party.MIXED, audio.channel(0))], audio.rate, audio.duration_s
+
+
+def analyse_call(recognizer: Recognizer, path: Path) -> CallAnalysis:
+    """Measure and transcribe one recorded call. BadRecording for a file that cannot be read
+    (naming it and why)."""
+    if inspect_wav(path).frames == 0:
+        return CallAnalysis(None, (), 0.0, 0.0)  # never bridged: no conversation to hear
+    sides, rate, duration = party_sides(path)
+    metrics = None
+    if len(sides) == 2:
+        # One mixed file has no parties to tell apart, no overtalk to measure.
+        metrics = measure_call(sides[0][1], sides[1][1], rate)
+    transcripts = []
+    speech = 0.0
+    for party, samples in sides:
+        segments, said = _party_segments(recognizer, samples, rate)
+        speech += said
+        transcripts.append(
+            TranscriptIn(
+                party=party,
+                engine=recognizer.engine,
+                model=recognizer.model,
+                language=recognizer.language,
+                segments=segments,
+            )
+        )
+    return CallAnalysis(metrics, tuple(transcripts), speech, duration)
+
+
+def record_analysis(
+    store: Store,
+    rules: RuleSet,
+    analysis: CallAnalysis,
+    *,
+    tenant_id: int,
+    attempt_id: int,
+    recording_id: int | None,
+    now: datetime,
+) -> CallProcessed:
+    """Store each party's transcript (replacing an earlier run's) and QA-check the call."""
+    for transcript in analysis.transcripts:
+        store_transcript(
+            store, tenant_id, attempt_id, transcript, recording_id=recording_id, now=now
+        )
+    # A recording with no audio has nothing to check (every mandatory phrase would be
+    # "missing" from a call that never took place).
+    qa = (
+        check_call(store, tenant_id, attempt_id, rules, analysis.metrics)
+        if analysis.audio_s > 0
+        else QaResult(100.0, ())
+    )
+    return CallProcessed(
+        attempt_id,
+        analysis.metrics,
+        analysis.transcripts,
+        qa,
+        analysis.speech_s,
+        analysis.audio_s,
+    )
+
+
 def process_recording(
     store: Store,
     recognizer: Recognizer,
@@ -83,32 +177,15 @@ def process_recording(
 ) -> CallProcessed:
     """Measure, transcribe, store and check one recorded call. BadRecording for a file that
     cannot be read (naming it and why)."""
-    audio = read_wav(path)
-    if audio.channels >= 2:
-        sides = [(party, audio.channel(i)) for i, party in enumerate(STEREO_PARTIES)]
-        metrics: CallMetrics | None = measure_call(sides[0][1], sides[1][1], audio.rate)
-    else:
-        # One mixed file: no parties to tell apart, no overtalk to measure.
-        sides = [(Party.MIXED, audio.channel(0))]
-        metrics = None
-    transcripts = []
-    speech = 0.0
-    for party, samples in sides:
-        segments, said = _party_segments(recognizer, samples, audio.rate)
-        speech += said
-        transcript = TranscriptIn(
-            party=party,
-            engine=recognizer.engine,
-            model=recognizer.model,
-            language=recognizer.language,
-            segments=segments,
-        )
-        store_transcript(
-            store, tenant_id, attempt_id, transcript, recording_id=recording_id, now=now
-        )
-        transcripts.append(transcript)
-    qa = check_call(store, tenant_id, attempt_id, rules, metrics)
-    return CallProcessed(attempt_id, metrics, tuple(transcripts), qa, speech, audio.duration_s)
+    return record_analysis(
+        store,
+        rules,
+        analyse_call(recognizer, path),
+        tenant_id=tenant_id,
+        attempt_id=attempt_id,
+        recording_id=recording_id,
+        now=now,
+    )
 
 
 @dataclass

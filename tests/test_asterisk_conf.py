@@ -118,7 +118,7 @@ def _close(text: str, start: int) -> int:
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
-    """${VAR}, ${VAR:offset}, ${IF(cond?a:b)} and $[a = b] — what this dialplan uses."""
+    """${VAR}, ${VAR:offset[:length]}, ${IF(cond?a:b)} and $[a = b] — what this dialplan uses."""
     out = ""
     i = 0
     while i < len(text):
@@ -131,8 +131,12 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
                 cond, _, choices = inner[3:-1].partition("?")
                 yes, _, no = choices.partition(":")
                 out += yes if cond.strip() not in ("", "0") else no
-            elif substring := re.fullmatch(r"(\w+):(-?\d+)", inner):
-                out += variables.get(substring[1], "")[int(substring[2]) :]
+            elif substring := re.fullmatch(r"(\w+):(-?\d+)(?::(-?\d+))?", inner):
+                value = variables.get(substring[1], "")[int(substring[2]) :]
+                if substring[3] is not None:  # a negative length leaves that many off the end
+                    length = int(substring[3])
+                    value = value[:length] if length < 0 else value[: max(0, length)]
+                out += value
             else:
                 out += variables.get(inner, "")
             i = end + 1
@@ -265,7 +269,9 @@ def test_an_answered_call_routed_to_an_agent_is_recorded_and_dialled(dialplan: D
     run = run_dialplan(dialplan, "dialer-connect", "s", originate(), {"AGI": DIAL_ROUTE})
     assert run.ran("AGI", "agi://10.0.0.5:4573/connect?attempt=n1-c7-a42&campaign=c7")
     assert not run.ran("AMD"), "AMD only runs when the campaign asks for it"
-    assert run.ran("MixMonitor", f"{DIAL_ROUTE['RECORDING_FILE']},b")
+    # Two parties: the debtor (r) and the agent (t) each in a file beside the mixed one.
+    stem = DIAL_ROUTE["RECORDING_FILE"].removesuffix(".wav")
+    assert run.ran("MixMonitor", f"{stem}.wav,br({stem}-in.wav)t({stem}-out.wav)")
     assert run.ran("Dial", "Local/agent1@agents,20")
     names = run.names()
     assert names.index("AGI") < names.index("MixMonitor") < names.index("Dial")

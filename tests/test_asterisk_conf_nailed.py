@@ -42,7 +42,8 @@ def test_a_bridge_route_records_and_joins_the_agents_conference(dialplan: Dialpl
     run = run_dialplan(
         dialplan, "dialer-connect", "s", originate(**AGENT_THERE), {"AGI": BRIDGE_ROUTE}
     )
-    assert run.ran("MixMonitor", f"{BRIDGE_ROUTE['RECORDING_FILE']},b")
+    stem = BRIDGE_ROUTE["RECORDING_FILE"].removesuffix(".wav")
+    assert run.ran("MixMonitor", f"{stem}.wav,br({stem}-in.wav)t({stem}-out.wav)")
     assert run.ran("ConfBridge", "agent-agent1,dialer_agent_bridge,dialer_debtor")
     assert not run.ran("Dial") and not run.ran("Playback")
     assert run.names().index("MixMonitor") < run.names().index("ConfBridge")

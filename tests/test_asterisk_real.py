@@ -22,7 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from dialer.store.db import open_store
+from dialer.store.models import Recording
 from sim.lab import AsteriskLab
 from tests.asterisk_rig import (
     BUSY,
@@ -102,6 +105,22 @@ async def test_every_call_class_ends_with_the_outcome_and_cause_a_collector_expe
     # The human talked longer than the short call hung up.
     human, short = rows[numbers[HUMAN]], rows[numbers[SHORT_CALL]]
     assert human.hungup_at - human.connected_at > short.hungup_at - short.connected_at
+
+
+def _archived(dialer: LabDialer, attempt_id: int) -> bool:
+    """The attempt's recording is in the evidence archive, two channels, on disk."""
+    store = open_store(dialer.database_url)
+    try:
+        with store.session() as session:
+            rec = session.scalars(
+                sa.select(Recording).where(Recording.attempt_id == attempt_id)
+            ).one_or_none()
+    finally:
+        store.close()
+    if rec is None or rec.status != "archived" or not rec.archive_path:
+        return False
+    root = dialer.config_path.parent / "dialer-data" / "recordings"
+    return rec.channels == 2 and (root / rec.archive_path).is_file()
 
 
 def _log_time(line: str) -> float:
@@ -224,8 +243,10 @@ async def test_dialer_killed_mid_call_then_restarted_keeps_agents_facts_and_the_
         # The adopted calls kept their facts: recording, AMD verdict, reason, agent.
         assert row.outcome == "answered" and row.reason == 4
         assert row.amd_status == "HUMAN"
-        assert row.recording_path and Path(row.recording_path).is_file()
-        assert row.agent_id
+        assert row.recording_path and row.agent_id
+        # `dialer run` archives each finished call's recording as it goes (both parties, one
+        # two-channel file): the file is in the spool still, or in the archive.
+        assert Path(row.recording_path).is_file() or _archived(dialer, attempt_id)
     # No agent was given a second call while still talking on an adopted one.
     for agent in {r.agent_id for r in rows if r.agent_id}:
         spans = sorted(

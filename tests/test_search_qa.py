@@ -25,6 +25,7 @@ from dialer.store.attempts import (
 from dialer.store.db import Store, open_store
 from dialer.store.models import Debtor, Party, Phone, QaFlagKind, QaVerdict
 from recording import qa
+from recording import search as search_module
 from recording.search import parse_query, search
 from recording.transcripts import (
     Segment,
@@ -113,10 +114,8 @@ class World:
         return attempt
 
 
-@pytest.fixture
-def world(database_url: str) -> Iterator[World]:
-    store = open_store(database_url)
-    tenant = ensure_tenant(store, "acme", now=T0)
+def tenant_world(store: Store, name: str) -> World:
+    tenant = ensure_tenant(store, name, now=T0)
     with store.session() as session:
         debtor = Debtor(tenant_id=tenant, external_id="d1", full_name="Li Wei", created_at=T0)
         session.add(debtor)
@@ -131,7 +130,7 @@ def world(database_url: str) -> Iterator[World]:
         session.add(phone)
         session.flush()
         debtor_id, phone_id = debtor.id, phone.id
-    yield World(
+    return World(
         store,
         tenant,
         ensure_campaign(store, tenant, "spring", "predictive", now=T0),
@@ -139,6 +138,12 @@ def world(database_url: str) -> Iterator[World]:
         debtor_id,
         phone_id,
     )
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[World]:
+    store = open_store(database_url)
+    yield tenant_world(store, "acme")
     store.close()
 
 
@@ -237,6 +242,106 @@ def test_filters_narrow_the_hits(world: World) -> None:
     assert search(world.store, other, "payment") == []
     assert len(search(world.store, world.tenant_id, "payment", limit=2)) == 2
     assert len(search(world.store, world.tenant_id, "payment", limit=2, offset=3)) == 1
+
+
+def test_a_chinese_query_takes_the_same_filters_and_the_newest_calls_come_first(
+    world: World,
+) -> None:
+    def zh(party: str, line: str) -> TranscriptIn:
+        return said(party, (2.0, line), language="zh")
+
+    old = world.call(zh("agent", "请 您 尽快 还款"), dialed_at=T0 - timedelta(days=100))
+    agent2 = world.call(zh("agent", "我们 可以 办理 分期 还款"), agent="agent2")
+    debtor = world.call(zh("debtor", "下个月 一定 还款"), dialed_at=T0 + timedelta(days=2))
+    other = world.call(zh("agent", "今天 能 还款 吗"), campaign_id=world.other_campaign_id)
+    flagged = world.call(zh("agent", "再 不 还款 就 起诉 你"), dialed_at=T0 + timedelta(days=1))
+    qa.save_result(
+        world.store,
+        world.tenant_id,
+        flagged,
+        qa.QaResult(60.0, (qa.Flag("threat", QaFlagKind.FORBIDDEN, Party.AGENT, 2.0, "…", 90.0),)),
+    )
+    world.call(zh("agent", "还有 别的 款项 吗"))  # 还 and 款, never 还款
+
+    def found(**filters: object) -> list[int]:
+        return [h.attempt_id for h in search(world.store, world.tenant_id, "还款", **filters)]  # type: ignore[arg-type]
+
+    # newest first: the order the calls were entered, whatever their dial time
+    assert found() == [flagged, other, debtor, agent2, old]
+    assert found(campaign_id=world.other_campaign_id) == [other]
+    assert found(agent_id="agent2") == [agent2]
+    assert found(party="debtor") == [debtor]
+    assert found(flagged=True) == [flagged]
+    assert found(since=T0 + timedelta(hours=12), until=T0 + timedelta(days=3)) == [
+        flagged,
+        debtor,
+    ]
+    # a range longer than the index keeps day tags for is checked on the calls themselves
+    assert found(since=T0 - timedelta(days=200), until=T0 - timedelta(days=50)) == [old]
+    assert found(party="agent", flagged=False, campaign_id=world.campaign_id) == [agent2, old]
+    assert found(agent_id="agent2", party="debtor") == []
+    hits = search(world.store, world.tenant_id, "分期 还款", agent_id="agent2")
+    [hit] = hits
+    assert hit.attempt_id == agent2 and hit.start_s == pytest.approx(2.0 + 3 * 0.4)
+
+
+def test_walking_the_newest_entries_or_asking_the_index_gives_the_same_page(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = ["can you make a payment today", "请 您 尽快 还款", "i lost my job", "好 的 我 知道 了"]
+    calls = [
+        world.call(
+            said("agent" if n % 3 else "debtor", (1.0, lines[n % 4]), language="zh"),
+            agent=f"agent{n % 2}",
+            dialed_at=T0 + timedelta(hours=n),
+        )
+        for n in range(24)
+    ]
+    for flagged in calls[::5]:
+        qa.save_result(
+            world.store,
+            world.tenant_id,
+            flagged,
+            qa.QaResult(60.0, (qa.Flag("x", QaFlagKind.FORBIDDEN, Party.AGENT, 1.0, "…", 90.0),)),
+        )
+    asks: list[tuple[str, dict[str, object]]] = [
+        ("payment", {}),
+        ("还款", {"agent_id": "agent1"}),
+        ("还款", {"flagged": True}),
+        ("lost my job", {"party": "agent", "since": T0 + timedelta(hours=4)}),
+        ("知道", {"offset": 2, "limit": 2}),
+    ]
+
+    def pages() -> list[list[int]]:
+        return [
+            [h.segment_id for h in search(world.store, world.tenant_id, q, **f)]  # type: ignore[arg-type]
+            for q, f in asks
+        ]
+
+    walked = pages()  # a small table: PostgreSQL walks it all
+    assert all(walked) and walked[1] == sorted(walked[1], reverse=True)
+    monkeypatch.setattr(search_module, "WALK_FIRST", 2)  # PostgreSQL: a few, then GIN
+    monkeypatch.setattr(search_module, "GIN_COST", 0)
+    assert pages() == walked
+    monkeypatch.setattr(search_module, "GIN_COST", 10**6)  # walks further, then GIN
+    monkeypatch.setattr(search_module, "WALKS", 2)
+    assert pages() == walked
+
+
+def test_another_tenants_calls_never_show_even_with_the_same_agent_id(world: World) -> None:
+    mine = world.call(said("agent", (1.0, "can you make a payment today")), agent="agent1")
+    theirs = tenant_world(world.store, "other")
+    for _ in range(3):
+        theirs.call(said("agent", (1.0, "can you make a payment today")), agent="agent1")
+
+    def found(tenant: int, **filters: object) -> list[int]:
+        return [h.attempt_id for h in search(world.store, tenant, "payment", **filters)]  # type: ignore[arg-type]
+
+    assert found(world.tenant_id) == [mine]
+    assert found(world.tenant_id, agent_id="agent1") == [mine]
+    assert found(world.tenant_id, party="agent", since=T0 - timedelta(days=1)) == [mine]
+    assert found(world.tenant_id, campaign_id=theirs.campaign_id) == []
+    assert len(found(theirs.tenant_id, agent_id="agent1")) == 3
 
 
 def test_storing_a_transcript_again_replaces_it_and_its_hits(world: World) -> None:
@@ -469,11 +574,17 @@ def test_the_qa_commands_search_review_and_report_precision(
 
 
 def test_bench_search_prints_its_figures(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'bench.db'}"
-    assert main(["bench", "search", "--calls", "300", "--reps", "8", "--url", url, "--json"]) == 0
+    args = ["bench", "search", "--calls", "300", "--reps", "8", "--url", database_url, "--json"]
+    assert main(args) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    cases = {c["case"]: c for c in report["databases"]["sqlite"]["cases"]}
+    [(name, figures)] = report["databases"].items()
+    assert name == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
+    cases = {c["case"]: c for c in figures["cases"]}
     assert "baseline: segment by primary key" in cases
     assert cases["Chinese, no filter [common]"]["hits"] == 50
+    assert cases["English, no filter [common]"]["hits"] > cases["English, no filter [rare]"]["hits"]
+    assert cases["Chinese, no filter [none]"]["hits"] == 0
+    assert cases["English, agent [none]"]["hits"] == 0
+    assert all(c["p50_ms"] <= c["p95_ms"] <= c["max_ms"] for c in cases.values())

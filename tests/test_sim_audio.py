@@ -101,6 +101,24 @@ def _check_energy(truth: dict[str, Any], tracks: dict[str, npt.NDArray[np.int16]
 
 
 def _read_call(path: Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[np.int16]]]:
+    """A stereo call, or the r()/t() layout the simulated PBX writes (as asterisk-conf does)."""
+    receive, transmit = rt_paths(path)
+    if receive.exists():
+        truth = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        assert truth["layout"] == "rt"
+        assert truth["files"] == {
+            "mixed": path.name,
+            "debtor": receive.name,
+            "agent": transmit.name,
+        }
+        sides = {}
+        for party, name in (("agent", transmit), ("debtor", receive), ("mixed", path)):
+            with wave.open(str(name), "rb") as wav:
+                assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
+            sides[party], rate = read_wav(name)
+            assert rate == SAMPLE_RATE
+            assert abs(len(sides[party]) - truth["duration_s"] * SAMPLE_RATE) <= 4
+        return truth, {"agent": sides["agent"], "debtor": sides["debtor"]}
     with wave.open(str(path), "rb") as wav:  # a valid WAV by the standard library's reader
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
     data, rate = read_wav(path)
@@ -251,7 +269,8 @@ def test_layouts_rt_and_mixed(corpus: Corpus, tmp_path: Path) -> None:
     call = compose_call(corpus, CallSpec("en", CallKind.CONVERSATION, 20.0, None, seed=6))
     files = write_call(call, tmp_path / "rt.wav", Layout.RT)
     receive, transmit = rt_paths(tmp_path / "rt.wav")
-    assert files == [tmp_path / "rt.wav", receive, transmit, tmp_path / "rt.truth.json"]
+    # The parties first: whoever sees the mixed file sees them too.
+    assert files == [receive, transmit, tmp_path / "rt.wav", tmp_path / "rt.truth.json"]
     debtor, _ = read_wav(receive)
     agent, _ = read_wav(transmit)
     mixed, _ = read_wav(tmp_path / "rt.wav")
@@ -364,9 +383,17 @@ async def test_the_simulator_writes_a_wav_for_a_recorded_call(
     assert truth["kind"] == "conversation"
     _check_energy(truth, tracks)
     assert pbx.recorder is not None and pbx.recorder.stats["written"] == 1
+    # As asterisk-conf's MixMonitor r()/t(): the debtor, the agent, the mixed call.
     assert sorted(p.name for p in path.parent.iterdir()) == [
+        "attempt-7-1700000000.0-in.wav",
+        "attempt-7-1700000000.0-out.wav",
         "attempt-7-1700000000.0.truth.json",
         "attempt-7-1700000000.0.wav",
+    ]
+    mixmonitor = [dict(e) for e in events if dict(e).get("Application") == "MixMonitor"]
+    stem = RECORDING.removesuffix(".wav")  # relative, as the dialer set it
+    assert [e.get("AppData") for e in mixmonitor] == [
+        f"{stem}.wav,br({stem}-in.wav)t({stem}-out.wav)"
     ]
 
 
@@ -379,8 +406,9 @@ async def test_a_call_never_bridged_leaves_a_wav_without_audio(
         PbxConfig(time_scale=100.0, recordings_dir=str(tmp_path)), AgentModel(answer_secs=30.0)
     )
     assert pbx.outcomes["hangup_during_agent_dial"] == 1
-    data, rate = read_wav(tmp_path / RECORDING)
-    assert rate == SAMPLE_RATE and data.shape == (0, 2)
+    for name in (tmp_path / RECORDING, *rt_paths(tmp_path / RECORDING)):
+        data, rate = read_wav(name)
+        assert rate == SAMPLE_RATE and data.shape == (0,), name
     truth = json.loads(sidecar_path(tmp_path / RECORDING).read_text(encoding="utf-8"))
     assert truth["duration_s"] == 0.0 and truth["utterances"] == []
 

@@ -59,6 +59,10 @@ TABLES |= TABLES_OF_0007
 SEARCH_INDEX = "<search index>"
 TABLES_OF_0008 = {"transcripts", "transcript_segments", "qa_flags", "qa_scores", SEARCH_INDEX}
 TABLES |= TABLES_OF_0008
+# Cases (0009) and messages (0010)
+TABLES_OF_0009 = {"cases", "case_history", "case_notes", "payments", "promises"}
+TABLES_OF_0010 = {"messages", "message_events", "inbound_messages", "debtor_emails"}
+TABLES |= TABLES_OF_0009 | TABLES_OF_0010
 SEARCH_INDEX_TABLES = {
     "sqlite": {f"transcript_fts{s}" for s in ("", "_data", "_idx", "_docsize", "_config")},
     "postgresql": {"transcript_search"},
@@ -95,9 +99,11 @@ def test_downgrade_to_base_drops_every_table_and_upgrade_restores_them(store: St
     assert _tables(store) == TABLES
 
 
-def test_downgrade_to_0006_drops_only_the_recording_tables(store: Store) -> None:
+def test_downgrade_to_0006_drops_the_tables_of_every_later_revision(store: Store) -> None:
     downgrade(store.engine, "0006")
-    assert _tables(store) == TABLES - TABLES_OF_0007 - TABLES_OF_0008
+    assert (
+        _tables(store) == TABLES - TABLES_OF_0007 - TABLES_OF_0008 - TABLES_OF_0009 - TABLES_OF_0010
+    )
     upgrade(store.engine)
     assert _tables(store) == TABLES
 
@@ -260,6 +266,14 @@ def test_migration_0004_creates_the_reserve_function_the_guard_defines(postgres_
         assert _reserve_function(store.engine) == migrated
         downgrade(store.engine, "0003")
         assert _reserve_function(store.engine) is None
-        assert _tables(store) == TABLES - TABLES_OF_0006 - TABLES_OF_0007 - TABLES_OF_0008
+        assert (
+            _tables(store)
+            == TABLES
+            - TABLES_OF_0006
+            - TABLES_OF_0007
+            - TABLES_OF_0008
+            - TABLES_OF_0009
+            - TABLES_OF_0010
+        )
     finally:
         store.close()

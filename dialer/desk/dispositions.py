@@ -16,6 +16,7 @@ from compliance_guard.models import Flag, FlagScope
 from compliance_guard.models import Outcome as ComplianceOutcome
 from compliance_guard.service import Guard
 from compliance_guard.zones import ZoneResolver
+from dialer.cases import service as cases
 from dialer.desk.case import CallCase, local_today, read_case
 from dialer.desk.errors import ComplianceNotUpdated, DispositionError
 from dialer.errors import StoreError
@@ -317,6 +318,18 @@ def _write(
                 )
                 .returning(Disposition.id)
             ).scalar_one()
+        )
+        cases.on_disposition(
+            conn,
+            tenant_id=case.tenant_id,
+            debtor_id=case.debtor_id,
+            debt_id=case.debt_id,
+            disposition_id=disposition_id,
+            code=code,
+            promise_amount=request.promise_amount,
+            promise_date=request.promise_date,
+            agent_id=agent_id,
+            now=now,
         )
         callback_id = None
         if request.callback_at is not None:

@@ -610,3 +610,127 @@ class QaScore(Base):
     score: Mapped[float] = mapped_column(Float)
     flags: Mapped[int] = mapped_column(Integer)
     scored_at: Mapped[datetime]
+
+
+class CaseStatus(enum.StrEnum):
+    """Where a debtor's case stands in collection (dialer/cases/models.py: the transitions)."""
+
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    PROMISE_TO_PAY = "promise_to_pay"
+    BROKEN_PROMISE = "broken_promise"
+    PAID = "paid"  # the balance of every debt reached zero
+    SETTLED = "settled"  # closed by agreement for less than the balance
+    LEGAL = "legal"
+    CLOSED = "closed"
+
+
+class PromiseStatus(enum.StrEnum):
+    OPEN = "open"
+    KEPT = "kept"  # paid in full by the due date
+    BROKEN = "broken"  # the due date passed unpaid
+    CANCELLED = "cancelled"  # replaced by a newer promise, or the case closed
+
+
+class Case(Base):
+    """One debtor's case: every debt of theirs is worked as one, by one collector at a time."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("debtor_id"),
+        Index(None, "tenant_id", "status"),
+        Index(None, "tenant_id", "agent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.NEW.value)
+    # The collector working the case, as the dialer knows agents (users.agent_id); empty: nobody.
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    opened_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    status_changed_at: Mapped[datetime]
+
+
+class CaseHistory(Base):
+    """One change of a case (its status, its collector): from what to what, who and why."""
+
+    __tablename__ = "case_history"
+    __table_args__ = (Index(None, "case_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    field: Mapped[str] = mapped_column(String(16))
+    old_value: Mapped[str | None] = mapped_column(String(64))
+    new_value: Mapped[str | None] = mapped_column(String(64))
+    # "user:<username>", "agent:<agent id>" or "system:<job>"
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class CaseNote(Base):
+    __tablename__ = "case_notes"
+    __table_args__ = (Index(None, "case_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    author: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Payment(Base):
+    """Money received on one debt; the creditor's payment id makes posting it twice harmless."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        Index(None, "case_id", "paid_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    debt_id: Mapped[int] = mapped_column(ForeignKey("debts.id"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_on: Mapped[date] = mapped_column(Date)
+    method: Mapped[str | None] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16))  # csv, api
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class Promise(Base):
+    """A promise to pay `amount` by `due_date`; kept by payments dated from `promised_on` on."""
+
+    __tablename__ = "promises"
+    __table_args__ = (
+        Index(None, "case_id"),
+        # The nightly run: a tenant's open promises whose date has passed.
+        Index(None, "status", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    debt_id: Mapped[int | None] = mapped_column(ForeignKey("debts.id"))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    promised_on: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default=PromiseStatus.OPEN.value)
+    disposition_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("dispositions.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+# A case's timeline lists every call to its debtor.
+Index("ix_call_attempts_debtor_id", CallAttempt.debtor_id)

@@ -39,7 +39,10 @@ from dialer.errors import DialerError, StoreError
 from dialer.store import users
 from dialer.store.models import DispositionCode, Role
 from dialer.web.auth import WS_UNAUTHORIZED, Auth, Caller
+from dialer.web.cases_api import cases_router
 from dialer.web.hub import Hub
+from dialer.web.messaging_api import messaging_router
+from dialer.web.qa import qa_router
 from pacing.models import DialMode
 
 log = logging.getLogger(__name__)
@@ -168,6 +171,23 @@ def create_app(services: WebServices) -> FastAPI:
     supervisor = Depends(auth.require(Role.SUPERVISOR, Role.MANAGER))
     signed_in = Depends(auth.caller)
     app.include_router(auth.router())
+    app.include_router(cases_router(services.store, auth, engine.wallclock))
+    app.include_router(
+        messaging_router(
+            services.store,
+            auth,
+            services.guard,
+            services.config.campaign.tenant,
+            clock=engine.wallclock,
+        )
+    )
+    app.include_router(
+        qa_router(
+            auth,
+            services.store,
+            services.config.recordings.archive_root(services.config.data_dir),
+        )
+    )
 
     def own_tenant(caller: Caller) -> None:
         auth.same_tenant(caller, engine.tenant_id)

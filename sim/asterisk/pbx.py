@@ -915,10 +915,12 @@ class Pbx:
         await self._hangup_from(call, one, 16, "agi_hangup" if route == "hangup" else "agi_failed")
 
     def _start_recording(self, call: Call, priority: int) -> None:
-        """MixMonitor(${RECORDING_FILE},b) on the debtor's channel."""
+        """MixMonitor on the debtor's channel, as asterisk-conf's dialplan runs it: option b, and
+        each party in its own file, r() the debtor and t() the agent (`<stem>-in/out.wav`)."""
         one = call.one
         recording = one.variables.get("RECORDING_FILE", "")
-        self._app(one, priority, "MixMonitor", f"{recording},b")
+        stem = recording.removesuffix(".wav")
+        self._app(one, priority, "MixMonitor", f"{recording},br({stem}-in.wav)t({stem}-out.wav)")
         if recording and not recording.startswith("/"):
             # As app_mixmonitor does: relative names live in the monitor folder.
             recording = f"{self.config.monitor_dir}/{recording}"

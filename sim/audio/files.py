@@ -52,30 +52,34 @@ def write_call(
     call: CallAudio, path: Path, layout: Layout = Layout.STEREO, *, sidecar: bool = True
 ) -> list[Path]:
     """Write the call's file(s) at `path` (a `.wav` name); returns every path written, the
-    sidecar last. Each file appears whole or not at all."""
-    written: list[Path] = []
-    files: dict[str, str] = {}
+    sidecar last. Each file appears whole or not at all; the sidecar and, in `rt`, the party
+    files are on disk before the file at `path`, so whoever sees that file sees all of them."""
     if layout is Layout.STEREO:
-        write_wav(path, np.stack([call.agent, call.debtor], axis=1))
         files = {"stereo": path.name}
-        written.append(path)
     elif layout is Layout.RT:
         receive, transmit = rt_paths(path)
-        write_wav(path, mix(call))
-        write_wav(receive, call.debtor)
-        write_wav(transmit, call.agent)
         files = {"mixed": path.name, "debtor": receive.name, "agent": transmit.name}
-        written += [path, receive, transmit]
     else:
-        write_wav(path, mix(call))
         files = {"mixed": path.name}
-        written.append(path)
+    target = sidecar_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if sidecar:
         truth = call.truth(files, layout.value)
         if layout is Layout.STEREO:
             truth["channels"] = ["agent", "debtor"]
-        target = sidecar_path(path)
         _write_text(target, json.dumps(truth, ensure_ascii=False, indent=1) + "\n")
+    written: list[Path] = []
+    if layout is Layout.STEREO:
+        write_wav(path, np.stack([call.agent, call.debtor], axis=1))
+    elif layout is Layout.RT:
+        write_wav(receive, call.debtor)
+        write_wav(transmit, call.agent)
+        write_wav(path, mix(call))
+        written += [receive, transmit]
+    else:
+        write_wav(path, mix(call))
+    written.append(path)
+    if sidecar:
         written.append(target)
     return written
 

@@ -60,8 +60,9 @@ class CallMix:
     violation_rate: float = 0.10
     # (script language, weight): which language each call is in.
     languages: tuple[tuple[str, float], ...] = (("en", 0.75), ("zh", 0.25))
-    # stereo: agent left, debtor right | rt: MixMonitor r()/t() files + mixed | mixed: mono
-    layout: str = Layout.STEREO.value
+    # rt: MixMonitor's r()/t() files + the mixed one, as asterisk-conf records | stereo: agent
+    # left, debtor right | mixed: mono
+    layout: str = Layout.RT.value
     # Where espeak-ng renders are kept; empty: DIALER_SIM_AUDIO_CACHE, else
     # ~/.cache/collection-dialer/sim-audio.
     cache_dir: str = ""

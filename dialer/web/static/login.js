@@ -8,6 +8,7 @@ const TENANT_KEY = "dialer.tenant";
 function pageFor(role) {
   if (role === "agent") return "/agent";
   if (["supervisor", "manager", "admin"].includes(role)) return "/supervisor";
+  if (role === "qa") return "/qa";
   return null;
 }
 

@@ -1,0 +1,1 @@
+"""SMS and e-mail to debtors: templates, the compliance guard, pluggable providers, receipts."""
