@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "asr": ("asr.cli", "offline speech recognition of recordings (vosk, pocketsphinx)"),
     "messages": ("dialer.messaging.cli", "SMS and e-mail via the guard: preview, send, receipts"),
     "cases": ("dialer.cases.cli", "cases: the promise run, the payments file, a case's timeline"),
+    "strategy": (
+        "dialer.cases.strategy_cli",
+        "strategy and risk-score files: check, explain a case",
+    ),
 }
 
 # `dialer bench NAME`: name -> (module, help)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from recording.errors import BadRecording, RecordingError
+from recording.errors import BadRecording, RecordingError, RecordingUnfinished
 from recording.manifest import (
     LOCK_NAME,
     MANIFEST_NAME,
@@ -98,6 +98,11 @@ def inspect_wav(path: Path) -> WavInfo:
         )
     offset, declared = _data_chunk(path)
     held = path.stat().st_size - offset
+    if declared == 0 and held > 0:
+        raise RecordingUnfinished(
+            path,
+            f"header not finalised: data size 0 but {held} bytes follow (still being written?)",
+        )
     if held < declared:
         raise BadRecording(
             path,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from recording.errors import BadRecording
+from recording.errors import BadRecording, RecordingUnfinished
 
 _PCM = 0x0001
 _EXTENSIBLE = 0xFFFE
@@ -105,7 +105,7 @@ def parse_wav(data: bytes, path: str | Path = "<bytes>") -> WavAudio:
         )
 
     if declared == 0 and len(data) > pos + 8:
-        raise BadRecording(
+        raise RecordingUnfinished(
             path,
             f"header never finalised: data size 0 but {len(data) - pos - 8} bytes follow "
             "(the recorder stopped before closing the file)",

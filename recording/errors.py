@@ -24,3 +24,9 @@ class BadRecording(RecordingError):
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
+
+
+class RecordingUnfinished(BadRecording):
+    """A WAV whose header still says no audio while audio follows: its writer has not closed it
+    yet (Asterisk finalises the sizes when MixMonitor closes the file), or died before it did.
+    Looked at again later; only when the retries are spent does it fail as corrupt."""

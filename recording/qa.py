@@ -991,6 +991,24 @@ class StoredFlag:
     reviewed_by: str | None
     reviewed_at: datetime | None
 
+    def as_json(self) -> dict[str, object]:
+        """The flag as the CLI's --json and the pages show it (times in UTC, ISO 8601)."""
+        reviewed_at = self.reviewed_at
+        if reviewed_at is not None and reviewed_at.tzinfo is None:
+            reviewed_at = reviewed_at.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+        return {
+            "id": self.id,
+            "rule": self.rule_id,
+            "kind": self.kind.value,
+            "party": None if self.party is None else self.party.value,
+            "second": self.at_s,
+            "snippet": self.snippet,
+            "score": self.score,
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "reviewed_by": self.reviewed_by,
+            "reviewed_at": None if reviewed_at is None else reviewed_at.isoformat(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class CallScore:

@@ -19,7 +19,6 @@ import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
@@ -169,20 +168,6 @@ def _clock(seconds: float) -> str:
     return f"{int(m):>3}:{s:04.1f}"
 
 
-def _flag_json(f: qa.StoredFlag) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "rule": f.rule_id,
-        "kind": f.kind.value,
-        "party": None if f.party is None else f.party.value,
-        "second": f.at_s,
-        "snippet": f.snippet,
-        "score": f.score,
-        "verdict": None if f.verdict is None else f.verdict.value,
-        "reviewed_by": f.reviewed_by,
-    }
-
-
 def _review(store: Store, tenant_id: int, args: argparse.Namespace) -> int:
     if args.flag is not None or args.right or args.wrong:
         if args.flag is None or not (args.right or args.wrong):
@@ -210,7 +195,7 @@ def _review(store: Store, tenant_id: int, args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "call_id": args.call_id,
-                    "flags": [_flag_json(f) for f in flags],
+                    "flags": [f.as_json() for f in flags],
                     "lines": [{"second": s, "party": p, "text": x} for s, p, x in lines],
                 },
                 ensure_ascii=False,
@@ -242,7 +227,7 @@ def _check(store: Store, tenant_id: int, args: argparse.Namespace) -> int:
                 {
                     "call_id": args.call_id,
                     "score": result.score,
-                    "flags": [_flag_json(f) for f in flags],
+                    "flags": [f.as_json() for f in flags],
                 },
                 ensure_ascii=False,
             )

@@ -34,7 +34,7 @@ from recording.archive import (
     RecordingMissing,
     RetentionPolicy,
 )
-from recording.errors import BadRecording
+from recording.errors import BadRecording, RecordingUnfinished
 from recording.jobs import Job, JobQueue, RetryPolicy, enqueue, run_workers
 from recording.manifest import ManifestError
 from recording.parties import join_parties, remove_sources
@@ -170,14 +170,8 @@ def run_archive_job(
             recorded_at=rec.recorded_at,
             now=now,
         )
-    except BadRecording as exc:
-        reason = f"corrupt recording {exc}"
-        with store.begin() as conn:
-            _set_failed(conn, rec.id, reason)
-            queue.fail(job, reason, now, retry=False, conn=conn)
-        log.warning("x recording %s (attempt %s): %s", rec.id, rec.attempt_id, reason)
-        return ArchiveOutcome(rec.id, rec.attempt_id, "failed", reason)
-    except (RecordingMissing, ArchiveError, ManifestError, OSError) as exc:
+    except (RecordingMissing, RecordingUnfinished, ArchiveError, ManifestError, OSError) as exc:
+        # Before BadRecording: a file whose writer has not closed it yet is looked at again.
         reason = str(exc) if isinstance(exc, ArchiveError) else f"{type(exc).__name__}: {exc}"
         with store.begin() as conn:
             state = queue.fail(job, reason, now, conn=conn)
@@ -196,6 +190,13 @@ def run_archive_job(
             "" if result == "failed" else " (will retry)",
         )
         return ArchiveOutcome(rec.id, rec.attempt_id, result, reason)
+    except BadRecording as exc:
+        reason = f"corrupt recording {exc}"
+        with store.begin() as conn:
+            _set_failed(conn, rec.id, reason)
+            queue.fail(job, reason, now, retry=False, conn=conn)
+        log.warning("x recording %s (attempt %s): %s", rec.id, rec.attempt_id, reason)
+        return ArchiveOutcome(rec.id, rec.attempt_id, "failed", reason)
     with store.begin() as conn:
         conn.execute(
             update(R)

@@ -356,3 +356,43 @@ def test_a_manager_defines_a_strategy_in_json(tmp_path: Path) -> None:
     strategies = load_strategies(path)
     done = run_days(strategies, start("sms_only", DAY0), CaseFacts(balance=10.0), 0, 5)
     assert done == [(0, [("sms", "t1")]), (2, [("sms", "t2"), ("finished", None)])]
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_strategy_check_accepts_the_shipped_files_and_names_the_bad_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dialer.cli import main
+
+    assert main(["strategy", "check", "--json"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert set(shipped["strategies"]) == {
+        "gentle_reminder",
+        "firm_reminder",
+        "negotiation",
+        "pre_legal",
+        "legal",
+    }
+    assert shipped["strategies"]["gentle_reminder"][0] == "sms reminder_gentle"
+    bad = tmp_path / "mine.toml"
+    bad.write_text(
+        'default = "a"\n[strategies.a]\ntitle = "A"\nsteps = [{ kind = "wait", days = 0 }]\n'
+    )
+    assert main(["strategy", "check", str(bad)]) == 2
+    assert "mine.toml: strategies.a.steps[0].days: Input should be greater than or equal to 1" in (
+        capsys.readouterr().err
+    )
+
+
+def test_strategy_explain_shows_the_terms_and_the_chosen_strategy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dialer.cli import main
+
+    assert main(["strategy", "explain", "--days-past-due", "200", "--balance", "9000"]) == 0
+    out = capsys.readouterr().out
+    assert "risk 80 (high)" in out
+    assert "+40  days_past_due 200 (180 <= days_past_due)" in out
+    assert "strategy legal: rule 1; days past due 200 >= 180; risk 80 is high" in out

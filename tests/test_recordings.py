@@ -735,3 +735,30 @@ def test_the_recordings_command_collects_archives_and_applies_retention(
     assert "2 manifest entries, 2 files" in capsys.readouterr().out
     assert main(["recordings", "retention", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == []
+
+
+def test_a_wav_whose_header_is_not_finalised_yet_is_archived_once_its_writer_closes_it(
+    store: Store, acme: Tenancy, spool: Path, archive: Archive
+) -> None:
+    # Asterisk fills in a WAV's sizes when MixMonitor closes it; a call can be booked as ended
+    # a moment before. Such a file is looked at again, not failed as corrupt.
+    path = write_wav(spool / "open.wav", seconds=0.5)
+    whole = path.read_bytes()
+    unfinished = bytearray(whole)
+    unfinished[4:8] = (36).to_bytes(4, "little")  # RIFF size as first written
+    unfinished[40:44] = (0).to_bytes(4, "little")  # data size: not yet known
+    path.write_bytes(bytes(unfinished))
+    calls(store, acme, [path])
+    collect_finished(store, T0)
+    queue = JobQueue(store, "w", retry=RetryPolicy(max_attempts=3, backoff_s=1))
+    (job,) = queue.claim(T0)
+    first = run_archive_job(store, queue, job, archive, RetentionPolicy(), T0)
+    assert first.result == "retry"
+    assert "header not finalised: data size 0 but 8000 bytes follow" in first.detail
+    assert path.exists() and archived_files(archive.root) == []
+    path.write_bytes(whole)  # the writer closed the file
+    (job,) = queue.claim(T0 + timedelta(seconds=5))
+    second = run_archive_job(store, queue, job, archive, RetentionPolicy(), T0)
+    assert second.result == "archived"
+    assert len(archived_files(archive.root)) == 1
+    assert verify(archive.root).ok

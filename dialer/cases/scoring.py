@@ -25,19 +25,6 @@ __all__ = [
     "score_model_from_mapping",
 ]
 
-NUMERIC_FEATURES = (
-    "days_past_due",
-    "balance",
-    "principal",
-    "debts",
-    "broken_promises",
-    "kept_promises",
-    "paid_ratio",
-    "attempts_30d",
-    "right_party_contacts_30d",
-    "days_since_last_contact",
-)
-CATEGORY_FEATURES = ("region", "product", "language")
 NumericFeature = Literal[
     "days_past_due",
     "balance",

@@ -20,7 +20,6 @@ from dialer.store.db import Store
 from dialer.store.models import Party, QaVerdict, Role
 from dialer.web.auth import Auth, Caller
 from recording import qa_service as svc
-from recording.qa import StoredFlag
 
 STATIC = Path(__file__).parent / "static"
 CallId = Annotated[int, PathParam(ge=1, le=2**62)]
@@ -43,21 +42,6 @@ def _aware(when: datetime | None) -> datetime | None:
         return None
     # A time without its offset is taken as UTC, as the CLI does.
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def flag_json(f: StoredFlag) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "rule": f.rule_id,
-        "kind": f.kind.value,
-        "party": None if f.party is None else f.party.value,
-        "second": f.at_s,
-        "snippet": f.snippet,
-        "score": f.score,
-        "verdict": None if f.verdict is None else f.verdict.value,
-        "reviewed_by": f.reviewed_by,
-        "reviewed_at": svc.iso_utc(f.reviewed_at),
-    }
 
 
 def qa_router(
@@ -138,7 +122,7 @@ def qa_router(
                 {"party": x.party.value, "start_s": x.start_s, "end_s": x.end_s, "text": x.text}
                 for x in found.lines
             ],
-            "flags": [flag_json(f) for f in found.flags],
+            "flags": [f.as_json() for f in found.flags],
             "measures": None if found.measures is None else found.measures.to_json(),
             "engines": [{"party": p.value, "engine": e} for p, e in found.engines],
             "precision": [p.to_json() for p in precision if p.rule_id in rules],
@@ -196,7 +180,7 @@ def qa_router(
         )
         table = await asyncio.to_thread(svc.precision_table, store, caller.tenant_id)
         return {
-            "flag": flag_json(after),
+            "flag": after.as_json(),
             "precision": next((p.to_json() for p in table if p.rule_id == after.rule_id), None),
         }
 
