@@ -162,7 +162,9 @@ async def test_campaign_dials_every_phone_once_and_ends_with_nothing_in_progress
         paths = conn.execute(
             sa.select(CallAttempt.recording_path).where(CallAttempt.connected_at.is_not(None))
         ).scalars()
-        assert all(p and p.startswith("/var/spool/asterisk/monitor/campaign-") for p in paths)
+        paths = list(paths)
+        assert paths, "no connected call"
+        assert all(p and "/campaign-" in p and p.endswith(".wav") for p in paths), paths
     # The list is exhausted: every dialable phone (consent, not do-not-call, debtor owing) got
     # its one attempt, including the second and third phones of debtors called before.
     assert len(rows) == _dialable_phones(rig.store)
