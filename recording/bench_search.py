@@ -30,7 +30,13 @@ from sqlalchemy import insert, select, text
 from dialer.store.db import Store, open_store, safe_url
 from dialer.store.models import Debtor, Phone, TranscriptSegment
 from recording.search import search
-from recording.transcripts import index_body, index_tags, index_tokens, pg_lexemes
+from recording.transcripts import (
+    index_body,
+    index_tags,
+    index_tokens,
+    pg_lexemes,
+    with_flagged,
+)
 
 DEFAULT_PG = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -449,9 +455,13 @@ def _sqlite_ts(when: datetime) -> str:
 
 
 def _tags(target: Target, chunk: Chunk) -> dict[int, str]:
+    flagged = {a for a, _s, f, _t in chunk.scores if f > 0}
     return {
-        tid: index_tags(target.tenant_id, target.first_campaign + c, agent, party, dialed)
-        for tid, _a, party, _l, _b, c, agent, dialed in chunk.transcripts
+        tid: with_flagged(
+            index_tags(target.tenant_id, target.first_campaign + c, agent, party, dialed),
+            a in flagged,
+        )
+        for tid, a, party, _l, _b, c, agent, dialed in chunk.transcripts
     }
 
 

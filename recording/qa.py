@@ -50,6 +50,7 @@ from recording.transcripts import (
     as_input,
     is_cjk,
     load_transcripts,
+    mark_flagged,
     runs,
 )
 
@@ -1079,6 +1080,7 @@ def save_result(
                     scored_at=when,
                 )
             )
+            mark_flagged(conn, attempt_id, standing > 0)
             return ids
     except SQLAlchemyError as exc:
         raise _fail(f"QA result of attempt {attempt_id}", exc) from exc
@@ -1161,6 +1163,7 @@ def review(
             conn.execute(
                 update(QaScore).where(QaScore.attempt_id == row.attempt_id).values(flags=standing)
             )
+            mark_flagged(conn, int(row.attempt_id), standing > 0)
             updated = conn.execute(select(QaFlag).where(QaFlag.id == flag_id)).one()
     except SQLAlchemyError as exc:
         raise _fail(f"review of QA flag {flag_id}", exc) from exc

@@ -54,6 +54,7 @@ from dialer.store.models import (
     TranscriptSegment,
 )
 from recording.transcripts import (
+    FLAGGED_TAG,
     Segment,
     Word,
     _Kind,
@@ -186,6 +187,8 @@ class _Filters:
             required.append(f"c{self.campaign_id}")
         if self.agent_id is not None:
             required.append(agent_tag(self.agent_id))
+        if self.flagged:
+            required.append(FLAGGED_TAG)
         if shared and not required:
             required.append(f"t{self.tenant_id}")
         if self.party is not None:

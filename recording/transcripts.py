@@ -27,12 +27,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, cast, column, delete, func, insert, select, table, text, update
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dialer.errors import StoreError
 from dialer.store.db import Store, error_reason
-from dialer.store.models import CallAttempt, Party, Transcript, TranscriptSegment
+from dialer.store.models import CallAttempt, Party, QaScore, Transcript, TranscriptSegment
 
 __all__ = [
     "Party",
@@ -48,6 +49,7 @@ __all__ = [
     "index_tags",
     "index_tokens",
     "load_transcripts",
+    "mark_flagged",
     "store_transcript",
     "tsvector_literal",
 ]
@@ -260,6 +262,19 @@ def index_tags(
     return " ".join(tags)
 
 
+# The tag of a call with QA flags standing (see recording/qa.py): unlike the others it changes
+# after the call, when QA flags it or a reviewer judges its last flag wrong, so that a search
+# for flagged calls lets the index do the narrowing (at 1,000,000 calls PostgreSQL otherwise
+# fetched every match of a word to keep the few flagged).
+FLAGGED_TAG = "qf"
+
+
+def with_flagged(tags: str, flagged: bool) -> str:
+    """`tags` with the QA-flagged tag present or absent."""
+    kept = [t for t in tags.split() if t != FLAGGED_TAG]
+    return " ".join([*kept, FLAGGED_TAG] if flagged else kept)
+
+
 def agent_tag(agent_id: str) -> str:
     return "a" + hashlib.blake2b(agent_id.encode("utf-8"), digest_size=8).hexdigest()
 
@@ -284,6 +299,7 @@ _FTS_DELETE = text(
     "INSERT INTO transcript_fts(transcript_fts, rowid, body, tags) "
     "VALUES ('delete', :id, :body, :tags)"
 )
+_PG_SEARCH = table("transcript_search", column("segment_id"), column("tsv", TSVECTOR))
 _PG_INSERT = text(
     "INSERT INTO transcript_search(segment_id, tsv) VALUES (:id, CAST(:tsv AS tsvector))"
 )
@@ -311,6 +327,45 @@ def _unindex_segments(conn: Connection, segments: Iterable[tuple[int, str, str]]
         if rows:
             conn.execute(_FTS_DELETE, rows)
     # PostgreSQL: transcript_search rows go with their segment (ON DELETE CASCADE).
+
+
+def mark_flagged(conn: Connection, attempt_id: int, flagged: bool) -> int:
+    """Tag (or untag) every indexed segment of the call as QA-flagged; the transcripts changed."""
+    changed = 0
+    for tr in conn.execute(
+        select(Transcript.id, Transcript.tags).where(Transcript.attempt_id == attempt_id)
+    ).all():
+        old, new = str(tr.tags), with_flagged(str(tr.tags), flagged)
+        if new == old:
+            continue
+        changed += 1
+        segment_ids = select(TranscriptSegment.id).where(TranscriptSegment.transcript_id == tr.id)
+        if conn.dialect.name == "sqlite":
+            segments = [
+                (int(r.id), str(r.text))
+                for r in conn.execute(
+                    select(TranscriptSegment.id, TranscriptSegment.text).where(
+                        TranscriptSegment.transcript_id == tr.id
+                    )
+                )
+            ]
+            _unindex_segments(conn, ((i, t, old) for i, t in segments))
+            index_segments(conn, segments, new)
+        else:
+            # The tag lexemes carry no position, so adding or deleting one leaves the words be.
+            lexeme = "~" + FLAGGED_TAG
+            tsv = _PG_SEARCH.c.tsv
+            conn.execute(
+                update(_PG_SEARCH)
+                .where(_PG_SEARCH.c.segment_id.in_(segment_ids))
+                .values(
+                    tsv=tsv.op("||")(cast(lexeme, TSVECTOR))
+                    if flagged
+                    else func.ts_delete(tsv, lexeme)
+                )
+            )
+        conn.execute(update(Transcript).where(Transcript.id == tr.id).values(tags=new))
+    return changed
 
 
 def _drop_segments(conn: Connection, transcript_ids: Sequence[int]) -> None:
@@ -357,9 +412,14 @@ def _store_once(
                 CallAttempt.id == attempt_id, CallAttempt.tenant_id == tenant_id
             )
         ).first()
+        flagged = conn.execute(
+            select(QaScore.flags).where(QaScore.attempt_id == attempt_id, QaScore.flags > 0)
+        ).first()
     if call is None:
         raise StoreError(f"transcript of attempt {attempt_id}: no such call of tenant {tenant_id}")
     tags = index_tags(tenant_id, call.campaign_id, call.agent_id, party, call.dialed_at)
+    if flagged:  # a call transcribed again after QA flagged it
+        tags = with_flagged(tags, True)
     values = {
         "tenant_id": tenant_id,
         "attempt_id": attempt_id,

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from compliance_guard.bench import run_race
 from compliance_guard.store_sql import metadata
 
-# The suite keeps to about a minute on two shared cores; `dialer bench compliance --race 100000`
+# The suite keeps to about half a minute on two shared cores; `dialer bench compliance --race 100000`
 # runs the full-size race (figures in compliance_guard/README.md).
-REDIS_RESERVATIONS = 40_000
-POSTGRES_RESERVATIONS = 6_000
+REDIS_RESERVATIONS = 16_000
+POSTGRES_RESERVATIONS = 3_000
 PROCESSES = 4
 
 

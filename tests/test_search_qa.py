@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dialer.calls.models import AttemptStatus, Outcome
 from dialer.cli import main
@@ -22,8 +23,16 @@ from dialer.store.attempts import (
     ensure_tenant,
     update_attempt,
 )
-from dialer.store.db import Store, open_store
-from dialer.store.models import Debtor, Party, Phone, QaFlagKind, QaVerdict
+from dialer.store.db import Store, downgrade, open_store, upgrade
+from dialer.store.models import (
+    Debtor,
+    Party,
+    Phone,
+    QaFlagKind,
+    QaVerdict,
+    Transcript,
+    TranscriptSegment,
+)
 from recording import qa
 from recording import search as search_module
 from recording.search import parse_query, search
@@ -510,6 +519,52 @@ def test_verdicts_give_each_rule_its_precision_and_flagged_calls_come_first(worl
     )
     qa.check_call(world.store, world.tenant_id, calls[2], US)
     assert qa.flags_of(world.store, world.tenant_id, calls[2])[0].verdict is QaVerdict.WRONG
+
+
+def _tagged_calls(store: Store) -> set[int]:
+    """The calls whose segments the search index itself holds as QA-flagged."""
+    if store.dialect == "sqlite":
+        query = "SELECT rowid FROM transcript_fts WHERE transcript_fts MATCH 'tags : qf'"
+    else:
+        query = "SELECT segment_id FROM transcript_search WHERE tsv @@ CAST('''~qf''' AS tsquery)"
+    with store.begin() as conn:
+        segments = [int(r[0]) for r in conn.exec_driver_sql(query)]
+        if not segments:
+            return set()
+        rows = conn.execute(
+            sa.select(Transcript.attempt_id)
+            .join(TranscriptSegment, TranscriptSegment.transcript_id == Transcript.id)
+            .where(TranscriptSegment.id.in_(segments))
+        )
+        return {int(r[0]) for r in rows}
+
+
+def test_the_index_marks_flagged_calls_so_a_flagged_search_narrows_in_the_index(
+    world: World,
+) -> None:
+    threat = said("agent", (9.0, "i will sue you"))
+    calls = [world.call(threat) for _ in range(3)]
+    clean = world.call(*CLEAN_EN)
+    for call in [*calls, clean]:
+        qa.check_call(world.store, world.tenant_id, call, US)
+    assert _tagged_calls(world.store) == set(calls)
+    # every flag judged wrong: no longer a flagged call, in the index too
+    flags = qa.flags_of(world.store, world.tenant_id, calls[0])
+    for flag in flags:
+        qa.review(world.store, flag.id, QaVerdict.WRONG, "kim")
+    assert _tagged_calls(world.store) == set(calls[1:])
+    qa.review(world.store, flags[0].id, QaVerdict.RIGHT, "kim")
+    assert _tagged_calls(world.store) == set(calls)
+    # transcribed again after QA: the new segments are tagged as the old were
+    store_transcript(world.store, world.tenant_id, calls[1], threat)
+    assert _tagged_calls(world.store) == set(calls)
+    hits = search(world.store, world.tenant_id, "sue", flagged=True)
+    assert {h.attempt_id for h in hits} == set(calls)
+    # a store migrated from before the tag: the calls QA flagged are tagged on upgrade
+    downgrade(world.store.engine, "0012")
+    assert _tagged_calls(world.store) == set()
+    upgrade(world.store.engine)
+    assert _tagged_calls(world.store) == set(calls)
 
 
 # --- the command line ----------------------------------------------------------------------------
