@@ -32,6 +32,7 @@ from recording.manifest import (
     Manifest,
     ManifestAction,
     ManifestEntry,
+    SourceFile,
     verify_chain,
 )
 
@@ -212,7 +213,14 @@ class Archive:
         self.manifest = Manifest(self.root)
 
     def intake(
-        self, *, tenant: str, attempt_id: int, source: Path, recorded_at: datetime, now: datetime
+        self,
+        *,
+        tenant: str,
+        attempt_id: int,
+        source: Path,
+        recorded_at: datetime,
+        now: datetime,
+        sources: tuple[SourceFile, ...] = (),
     ) -> ArchivedFile:
         """Move a finished recording into the archive and enter it in the manifest.
 
@@ -250,6 +258,7 @@ class Archive:
             size=size,
             at=now,
             unless_entered=existed,
+            sources=sources,
         )
         try:
             source.unlink()

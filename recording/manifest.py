@@ -2,7 +2,10 @@
 archive.
 
 `<root>/manifest.jsonl` holds one JSON object per line: seq, at, action (archived|deleted),
-tenant, attempt_id, path (relative to the root), sha256, bytes, prev_hash, hash. `hash` is the
+tenant, attempt_id, path (relative to the root), sha256, bytes, prev_hash, hash; and, for a file
+the archive made from Asterisk's own (two parties joined), `sources`: each original's name,
+sha256 and bytes, and for a party file its channel in the archived file, its frames and the
+SHA-256 of its samples, which the archived channel reproduces exactly. `hash` is the
 SHA-256 of the entry's other fields in canonical JSON (keys sorted, no spaces), `prev_hash` the
 hash of the entry before it (64 zeros for the first). Editing, removing or reordering an entry
 therefore breaks the chain at that entry, which `verify_chain` names by seq.
@@ -102,6 +105,41 @@ def entry_hash(body: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """A file Asterisk wrote that went into an archived one (and then left the spool)."""
+
+    name: str
+    sha256: str
+    bytes: int
+    # For a party file: its channel in the archived file, frames and the samples' SHA-256.
+    channel: int | None = None
+    frames: int | None = None
+    pcm_sha256: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SourceFile:
+        if not isinstance(raw, dict):
+            raise ValueError("a source is not a JSON object")
+        for key, kind in (("name", str), ("sha256", str), ("bytes", int)):
+            if not isinstance(raw.get(key), kind):
+                raise ValueError(f"source {key} is not {kind.__name__}")
+        for key, kind in (("channel", int), ("frames", int), ("pcm_sha256", str)):
+            if key in raw and not isinstance(raw[key], kind):
+                raise ValueError(f"source {key} is not {kind.__name__}")
+        return cls(
+            raw["name"],
+            raw["sha256"],
+            raw["bytes"],
+            raw.get("channel"),
+            raw.get("frames"),
+            raw.get("pcm_sha256"),
+        )
+
+
+@dataclass(frozen=True)
 class ManifestEntry:
     seq: int
     at: str  # ISO 8601, UTC
@@ -113,10 +151,16 @@ class ManifestEntry:
     bytes: int
     prev_hash: str
     hash: str
+    # Absent (not empty) in entries without: older lines hash as they were written.
+    sources: tuple[SourceFile, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["action"] = self.action.value
+        if self.sources:
+            d["sources"] = [s.as_dict() for s in self.sources]
+        else:
+            del d["sources"]
         return d
 
     def line(self) -> str:
@@ -138,6 +182,9 @@ class ManifestEntry:
             action = ManifestAction(raw["action"])
         except ValueError:
             raise ValueError(f"unknown action {raw['action']!r}") from None
+        listed = raw.get("sources", [])
+        if not isinstance(listed, list):
+            raise ValueError("sources is not a list")
         return cls(
             seq=raw["seq"],
             at=raw["at"],
@@ -149,6 +196,7 @@ class ManifestEntry:
             bytes=raw["bytes"],
             prev_hash=raw["prev_hash"],
             hash=raw["hash"],
+            sources=tuple(SourceFile.from_dict(x) for x in listed),
         )
 
 
@@ -271,6 +319,7 @@ class Manifest:
         size: int,
         at: datetime,
         unless_entered: bool = False,
+        sources: tuple[SourceFile, ...] = (),
     ) -> ManifestEntry:
         """Append one entry, durably (fsync) before returning.
 
@@ -302,6 +351,8 @@ class Manifest:
                 "bytes": size,
                 "prev_hash": GENESIS if last is None else last.hash,
             }
+            if sources:
+                body["sources"] = [x.as_dict() for x in sources]
             body["hash"] = entry_hash(body)
             entry = ManifestEntry.from_dict(body)
             data = entry.line().encode()

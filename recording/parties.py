@@ -6,20 +6,23 @@ debtor's channel: r() is what that channel receives (the debtor), t() what it tr
 debtor (the agent, and anything played to them). Asterisk keeps the two in step (silence is
 inserted unless option n). The join interleaves their samples unchanged, so each original is
 recoverable exactly from its channel of the archived file; the mixed mono file, their sum, is
-not kept.
+not kept. The manifest entry of the joined file names the originals with their hashes and the
+hash of each party's samples (sources_of), so the chain vouches for what Asterisk wrote.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from recording.archive import inspect_wav
+from recording.archive import file_sha256, inspect_wav
 from recording.audio_io import read_wav, write_wav
 from recording.errors import BadRecording
+from recording.manifest import SourceFile
 
 RECEIVE_SUFFIX = "-in"  # r(): the debtor
 TRANSMIT_SUFFIX = "-out"  # t(): the agent
@@ -42,6 +45,26 @@ def party_files(path: Path) -> tuple[Path, Path] | None:
     """The (agent, debtor) files of the recording at `path`, when both are there."""
     agent, debtor = party_paths(path)
     return (agent, debtor) if agent.exists() and debtor.exists() else None
+
+
+def sources_of(path: Path, joined: Path) -> tuple[SourceFile, ...]:
+    """What Asterisk wrote for the recording at `path`, for the manifest: each file's hash, and
+    for the two party files the hash of their samples, checked here against the channel of the
+    `joined` file that carries them (BadRecording if the join changed a sample)."""
+    carried = read_wav(joined)
+    out = []
+    for channel, party in enumerate(party_paths(path)):
+        _rate, samples = _mono(party)
+        pcm = hashlib.sha256(samples.astype("<i2").tobytes()).hexdigest()
+        kept = carried.channel(channel)[: len(samples)].astype("<i2").tobytes()
+        if hashlib.sha256(kept).hexdigest() != pcm:
+            raise BadRecording(joined, f"channel {channel} does not carry {party.name} unchanged")
+        sha, size = file_sha256(party)
+        out.append(SourceFile(party.name, sha, size, channel, len(samples), pcm))
+    if path.exists():  # the mixed file: their sum, not kept, but entered as seen
+        sha, size = file_sha256(path)
+        out.append(SourceFile(path.name, sha, size))
+    return tuple(out)
 
 
 def join_parties(path: Path) -> Path | None:

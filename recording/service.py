@@ -37,7 +37,7 @@ from recording.archive import (
 from recording.errors import BadRecording, RecordingUnfinished
 from recording.jobs import Job, JobQueue, RetryPolicy, enqueue, run_workers
 from recording.manifest import ManifestError
-from recording.parties import join_parties, remove_sources
+from recording.parties import join_parties, remove_sources, sources_of
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def run_archive_job(
             source=joined or source,
             recorded_at=rec.recorded_at,
             now=now,
+            sources=sources_of(source, joined) if joined else (),
         )
     except (RecordingMissing, RecordingUnfinished, ArchiveError, ManifestError, OSError) as exc:
         # Before BadRecording: a file whose writer has not closed it yet is looked at again.

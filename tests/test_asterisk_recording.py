@@ -10,6 +10,7 @@ Skips without an Asterisk (see tests/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from dialer.store.db import open_store
 from dialer.store.models import Recording
 from recording.archive import Archive, RetentionPolicy, verify
 from recording.audio_io import read_wav
+from recording.manifest import MANIFEST_NAME, verify_chain
 from recording.parties import party_paths
 from recording.service import archive_pending, collect_finished
 from sim.lab import AsteriskLab
@@ -72,6 +74,9 @@ async def test_mixmonitor_writes_each_party_alone_and_the_archive_keeps_both_cha
     assert (m_on[:k] | ~(a_on[:k] | d_on[:k])).mean() > 0.9
 
     # The dialer's intake: collected from the attempt, joined, archived as one 2-channel WAV.
+    written = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (mixed, agent_file, debtor_file)
+    }
     store = open_store(dialer.database_url)
     archive = Archive(tmp_path / "archive")
     try:
@@ -90,3 +95,6 @@ async def test_mixmonitor_writes_each_party_alone_and_the_archive_keeps_both_cha
     np.testing.assert_array_equal(kept.channel(1)[: debtor.frames], debtor.channel(0))
     assert verify(archive.root).ok
     assert not any(p.exists() for p in (mixed, agent_file, debtor_file))
+    # The evidence chain vouches for Asterisk's own three files, gone from the spool now.
+    (entry,) = verify_chain(archive.root / MANIFEST_NAME).entries
+    assert {x.name: x.sha256 for x in entry.sources} == written

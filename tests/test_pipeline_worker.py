@@ -9,6 +9,7 @@ the pipeline's plumbing, not recognition. Skips without the simulator's audio so
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,8 @@ from dialer.store import attempts as repo
 from dialer.store.db import Store, open_store
 from dialer.store.models import JobKind, Recording, RecordingJob, Transcript
 from recording.archive import Archive, RetentionPolicy, verify
+from recording.audio_io import read_wav
+from recording.manifest import MANIFEST_NAME, verify_chain
 from recording.qa import load_rules
 from recording.search import search
 from recording.worker import InlineAnalyser, PipelineWorker, QaRules, start_pipeline
@@ -117,6 +120,10 @@ def test_a_finished_call_is_archived_in_two_channels_transcribed_and_found(
     spool = tmp_path / "spool"
     try:
         (attempt_id,) = _finished_calls(store, spool, corpus, 1)
+        path = spool / f"call-{attempt_id}.wav"
+        written = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, *rt_paths(path))
+        }
         worker = _worker(store, tmp_path, InlineAnalyser())
         worker.start()
         try:
@@ -126,6 +133,18 @@ def test_a_finished_call_is_archived_in_two_channels_transcribed_and_found(
         with store.session() as session:
             rec = session.scalars(select(Recording)).one()
         assert (rec.status, rec.channels) == ("archived", 2)
+        # The evidence chain names the three files the recorder wrote, as they were, and which
+        # channel of the archived file carries each party's samples unchanged.
+        (entry,) = verify_chain(tmp_path / "archive" / MANIFEST_NAME).entries
+        assert {s.name: s.sha256 for s in entry.sources} == written
+        debtor_side, agent_side = rt_paths(path)
+        channels = {s.name: s.channel for s in entry.sources}
+        assert channels == {path.name: None, agent_side.name: 0, debtor_side.name: 1}
+        kept = read_wav(tmp_path / "archive" / entry.path)
+        for source in entry.sources:
+            if source.channel is not None:
+                samples = kept.channel(source.channel)[: source.frames].astype("<i2")
+                assert hashlib.sha256(samples.tobytes()).hexdigest() == source.pcm_sha256
         # The agent (t) on the left, the debtor (r) on the right, each transcribed alone.
         assert _transcripts(store) == [(attempt_id, "agent"), (attempt_id, "debtor")]
         assert verify(tmp_path / "archive").ok
@@ -133,7 +152,6 @@ def test_a_finished_call_is_archived_in_two_channels_transcribed_and_found(
         assert [h.attempt_id for h in hits] == [attempt_id]
         assert {h.party for h in hits} == {"agent"}
         # The spool is empty of the call's audio: the three files are now one archived file.
-        path = spool / f"call-{attempt_id}.wav"
         assert not any(p.exists() for p in (path, *rt_paths(path)))
     finally:
         store.close()
