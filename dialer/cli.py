@@ -32,10 +32,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "asr": ("asr.cli", "offline speech recognition of recordings (vosk, pocketsphinx)"),
     "messages": ("dialer.messaging.cli", "SMS and e-mail via the guard: preview, send, receipts"),
     "cases": ("dialer.cases.cli", "cases: the promise run, the payments file, a case's timeline"),
+    "segments": (
+        "dialer.cases.segments_cli",
+        "segments (saved filters over cases) and the campaign call lists loaded from them",
+    ),
     "strategy": (
         "dialer.cases.strategy_cli",
-        "strategy and risk-score files: check, explain a case",
+        "strategies: check files, explain a case, the day's run, a manager's override",
     ),
+    "report": ("dialer.reports.cli", "collection reports (PDF, PNG, CSV, JSON), nightly snapshot"),
 }
 
 # `dialer bench NAME`: name -> (module, help)

@@ -32,8 +32,10 @@ address_line1, city, region, postal_code
 country         ISO 3166-1 alpha-2 code of the address, e.g. US, CN; optional
 =============== ===========================================================================
 
-Optional columns: `phone_timezone` (IANA zone of that phone, when its prefix misleads) and
-`do_not_call` (yes marks the phone do-not-call).
+Optional columns: `phone_timezone` (IANA zone of that phone, when its prefix misleads),
+`do_not_call` (yes marks the phone do-not-call), `product` (the creditor's product line of
+the debt, e.g. card, auto; assignment rules and segments select on it) and `email` (an e-mail
+address of the debtor for messages; added to those stored, never replacing one).
 
 Rules
 =====
@@ -44,7 +46,8 @@ Rules
   the next portfolio refresh).
 * When rows disagree, the later row wins.
 * Each new debtor gets a case (dialer/cases), status new, in the same transaction; a re-import
-  opens none.
+  opens none. Once the rows are in, the tenant's saved assignment rules (if any) place the
+  cases this import opened (dialer/cases/assignment_service.py).
 * A bad row is rejected with its line number and reason; the other rows go in. Each line is
   decoded on its own, so a line with bytes that are not UTF-8 is rejected alone.
 * Rows are written in batches, each in one transaction. Should the database refuse a batch, its
@@ -70,13 +73,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
+from dialer.cases.assignment_service import assign_after_import
 from dialer.cases.models import Actor
 from dialer.cases.state import open_cases
-from dialer.errors import ConfigError, ImportRowError, StoreError
+from dialer.errors import ConfigError, DialerError, ImportRowError, StoreError
 from dialer.logsafe import mask_phone
+from dialer.messaging.tables import DebtorEmail
 from dialer.store.attempts import ensure_tenant
 from dialer.store.db import Store, error_reason
 from dialer.store.models import Address, Base, Debt, Debtor, DebtStatus, Phone, PhoneType
@@ -104,7 +111,7 @@ COLUMNS: tuple[str, ...] = (
     "postal_code",
     "country",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("phone_timezone", "do_not_call")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("phone_timezone", "do_not_call", "product", "email")
 
 BATCH_ROWS = 5_000
 # The report keeps this many rejection reasons; the count of rejections is always exact.
@@ -126,6 +133,8 @@ _MAX_LENGTH = {
     "city": 100,
     "region": 100,
     "postal_code": 20,
+    "product": 32,
+    "email": 254,
 }
 
 # Reads one cell of the current row: stripped, NFC-normalised, None when empty.
@@ -148,6 +157,7 @@ class DebtFields:
     currency: str | None
     days_past_due: int | None
     risk_score: float | None
+    product: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,7 @@ class PortfolioRow:
     debt: DebtFields | None
     phone: PhoneFields | None
     address: AddressFields | None
+    email: str | None = None  # checked, its domain in lower case
 
 
 _NO_ADDRESS = AddressFields(None, None, None, None, None)
@@ -227,6 +238,7 @@ class RowParser:
             debt=self._debt(get, line),
             phone=self._phone(get, country, line),
             address=address if address != _NO_ADDRESS else None,
+            email=_email(get("email"), line),
         )
 
     def _getter(self, cells: Sequence[str], line: int) -> _Getter:
@@ -286,6 +298,7 @@ class RowParser:
             currency=currency,
             days_past_due=days_past_due,
             risk_score=risk_score,
+            product=get("product"),
         )
 
     def _phone(self, get: _Getter, country: str | None, line: int) -> PhoneFields | None:
@@ -358,6 +371,26 @@ def _amount(text: str | None, column: str, line: int) -> Decimal | None:
     if isinstance(exponent, int) and exponent < -4:
         raise ImportRowError(line, f"{column} {text} has more than 4 decimal places")
     return value
+
+
+# A working subset of RFC 5321 mailbox syntax: dot-atom local part, a domain of LDH labels
+# with a top-level label of letters. Quoted local parts and IP literals are refused.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+
+
+def _email(text: str | None, line: int) -> str | None:
+    if text is None:
+        return None
+    found = _EMAIL.fullmatch(text)
+    if found is None or len(text.partition("@")[0]) > 64:
+        # Like a phone, the address is personal data: only its first letter and domain shown.
+        local, at, domain = text.partition("@")
+        shown = f"{local[:1]}***{at}{domain}"
+        raise ImportRowError(line, f"email {shown!r} is not an e-mail address (e.g. li@example.cn)")
+    return text[: found.start(1)] + found.group(1).lower()
 
 
 def _yes_no(text: str | None, column: str, line: int) -> bool | None:
@@ -435,6 +468,8 @@ class ImportReport:
     debts_created: int
     phones_created: int
     ignored_columns: tuple[str, ...] = ()
+    # Cases the tenant's assignment rules placed after the import; None: the tenant has none.
+    cases_assigned: int | None = None
 
     def to_dict(self, max_errors: int | None = None) -> dict[str, Any]:
         errors = self.errors if max_errors is None else self.errors[:max_errors]
@@ -450,6 +485,7 @@ class ImportReport:
             "debts_created": self.debts_created,
             "phones_created": self.phones_created,
             "ignored_columns": list(self.ignored_columns),
+            "cases_assigned": self.cases_assigned,
             "errors": [{"line": e.line, "reason": e.reason} for e in errors],
         }
 
@@ -471,6 +507,7 @@ class _DebtState:
     currency: str
     days_past_due: int
     risk_score: float | None
+    product: str | None = None
 
 
 @dataclass(frozen=True)
@@ -517,6 +554,7 @@ class _Batch:
     debts: dict[str, _DebtState] = dataclasses.field(default_factory=dict)
     phones: dict[_PhoneKey, _PhoneState] = dataclasses.field(default_factory=dict)
     addresses: dict[str, _AddressState] = dataclasses.field(default_factory=dict)
+    emails: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # (debtor, address)
     statuses: list[RowStatus] = dataclasses.field(default_factory=list)
     rejected: list[ImportRowError] = dataclasses.field(default_factory=list)
 
@@ -561,6 +599,7 @@ class _Importer:
                     _DEBTS.c.currency,
                     _DEBTS.c.days_past_due,
                     _DEBTS.c.risk_score,
+                    _DEBTS.c.product,
                 ).where(_DEBTS.c.tenant_id == tenant)
             ).all()
             phones = conn.execute(
@@ -602,6 +641,7 @@ class _Importer:
                     r.currency,
                     r.days_past_due,
                     r.risk_score,
+                    r.product,
                 )
                 for r in debts
             },
@@ -672,7 +712,14 @@ class _Importer:
                 assert d.principal is not None and d.balance is not None
                 assert d.currency is not None and d.days_past_due is not None
                 debt = _DebtState(
-                    None, ext, d.principal, d.balance, d.currency, d.days_past_due, d.risk_score
+                    None,
+                    ext,
+                    d.principal,
+                    d.balance,
+                    d.currency,
+                    d.days_past_due,
+                    d.risk_score,
+                    d.product,
                 )
                 created = True
             else:
@@ -689,6 +736,7 @@ class _Importer:
                     _keep(d.currency, old_debt.currency),
                     _keep(d.days_past_due, old_debt.days_past_due),
                     _keep(d.risk_score, old_debt.risk_score),
+                    _keep(d.product, old_debt.product),
                 )
                 if debt == old_debt:
                     debt = None
@@ -753,6 +801,8 @@ class _Importer:
             batch.phones[(ext, row.phone.e164)] = phone
         if address is not None:
             batch.addresses[ext] = address
+        if row.email is not None:
+            batch.emails.add((ext, row.email))
         if created:
             return RowStatus.IMPORTED
         return RowStatus.UPDATED if changed else RowStatus.UNCHANGED
@@ -797,6 +847,7 @@ class _Importer:
                     "currency": s.currency,
                     "days_past_due": s.days_past_due,
                     "risk_score": s.risk_score,
+                    "product": s.product,
                 },
                 {"tenant_id": tenant, "created_at": now, "status": DebtStatus.OPEN.value},
             )
@@ -829,6 +880,20 @@ class _Importer:
                 },
                 {"tenant_id": tenant},
             )
+            if batch.emails:
+                # An address already stored for the debtor is left as it is.
+                add = _insert_for(conn, DebtorEmail.__table__).values(
+                    [
+                        {
+                            "tenant_id": tenant,
+                            "debtor_id": debtor_id(ext),
+                            "address": address,
+                            "created_at": now,
+                        }
+                        for ext, address in sorted(batch.emails)
+                    ]
+                )
+                conn.execute(add.on_conflict_do_nothing(index_elements=["debtor_id", "address"]))
         self.created["debtors"] += sum(1 for s in batch.debtors.values() if s.id is None)
         self.created["debts"] += sum(1 for s in batch.debts.values() if s.id is None)
         self.created["phones"] += sum(1 for s in batch.phones.values() if s.id is None)
@@ -885,6 +950,13 @@ class _Importer:
         if changed:
             conn.execute(update(table).where(table.c.id == bindparam("_id")), changed)
         return ids
+
+
+def _insert_for(conn: Connection, table: Any) -> Any:
+    """INSERT with ON CONFLICT, in the connection's dialect (the store runs on these two)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 _PG_NEXT_IDS = text(
@@ -1047,6 +1119,7 @@ def import_csv(
     )
     if sum(importer.created.values()) >= _ANALYZE_AFTER_ROWS:
         _refresh_planner_statistics(store)
+    assigned = _assign_new_cases(store, importer) if importer.created["debtors"] else None
     return ImportReport(
         path=str(source),
         tenant=tenant,
@@ -1060,4 +1133,15 @@ def import_csv(
         debts_created=importer.created["debts"],
         phones_created=importer.created["phones"],
         ignored_columns=parser.ignored_columns,
+        cases_assigned=assigned,
     )
+
+
+def _assign_new_cases(store: Store, importer: _Importer) -> int | None:
+    """The tenant's assignment rules applied to the cases this import opened. The rows are in
+    whatever happens here: a failure is logged, and the nightly run places the cases."""
+    try:
+        return assign_after_import(store, importer.tenant_id, importer.now)
+    except (DialerError, SQLAlchemyError) as exc:
+        log.warning("x assignment after the import failed: %s", exc)
+        return None

@@ -195,7 +195,7 @@ def test_a_gentle_reminder_unanswered_for_two_weeks_escalates_to_firm() -> None:
     done = run_days(strategies, start("gentle_reminder", DAY0), unpaid, 0, 16)
     assert done == [
         (0, [("sms", "reminder_gentle")]),
-        (3, [("email", "reminder_gentle")]),
+        (3, [("email", "reminder_gentle_email")]),
         (7, [("call", "early")]),
         (14, [("escalate", "firm_reminder"), ("call", "standard")]),
         (16, [("sms", "reminder_firm")]),  # firm: not reached within two days

@@ -241,7 +241,9 @@ def test_pop_shows_the_debtors_accounts_and_last_promise(desk: Desk) -> None:
         "promises",
         "compliance_notes",
         "script",
+        "strategy",
     }
+    assert pop["strategy"] is None  # the strategy run has not reached the case yet
     assert pop["attempt_id"] == now_call
     assert pop["campaign"] == "spring"
     assert pop["debtor"] == {"id": desk.debtor_ids["D1"], "name": "Ana Núñez", "external_id": "D1"}

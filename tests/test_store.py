@@ -63,6 +63,22 @@ TABLES |= TABLES_OF_0008
 TABLES_OF_0009 = {"cases", "case_history", "case_notes", "payments", "promises"}
 TABLES_OF_0010 = {"messages", "message_events", "inbound_messages", "debtor_emails"}
 TABLES |= TABLES_OF_0009 | TABLES_OF_0010
+# Collectors, teams, segments and campaigns' call lists (0012)
+TABLES_OF_0012 = {
+    "teams",
+    "collectors",
+    "assignment_rule_sets",
+    "segments",
+    "campaign_segments",
+    "campaign_list",
+}
+TABLES |= TABLES_OF_0012
+# The strategy run's log of actions (0011; its other columns are on cases)
+TABLES_OF_0011 = {"case_strategy_actions"}
+TABLES |= TABLES_OF_0011
+# The reports' daily portfolio snapshot (0014)
+TABLES_OF_0014 = {"report_snapshots"}
+TABLES |= TABLES_OF_0014
 SEARCH_INDEX_TABLES = {
     "sqlite": {f"transcript_fts{s}" for s in ("", "_data", "_idx", "_docsize", "_config")},
     "postgresql": {"transcript_search"},
@@ -102,7 +118,15 @@ def test_downgrade_to_base_drops_every_table_and_upgrade_restores_them(store: St
 def test_downgrade_to_0006_drops_the_tables_of_every_later_revision(store: Store) -> None:
     downgrade(store.engine, "0006")
     assert (
-        _tables(store) == TABLES - TABLES_OF_0007 - TABLES_OF_0008 - TABLES_OF_0009 - TABLES_OF_0010
+        _tables(store)
+        == TABLES
+        - TABLES_OF_0007
+        - TABLES_OF_0008
+        - TABLES_OF_0009
+        - TABLES_OF_0010
+        - TABLES_OF_0011
+        - TABLES_OF_0012
+        - TABLES_OF_0014
     )
     upgrade(store.engine)
     assert _tables(store) == TABLES
@@ -274,6 +298,9 @@ def test_migration_0004_creates_the_reserve_function_the_guard_defines(postgres_
             - TABLES_OF_0008
             - TABLES_OF_0009
             - TABLES_OF_0010
+            - TABLES_OF_0011
+            - TABLES_OF_0012
+            - TABLES_OF_0014
         )
     finally:
         store.close()

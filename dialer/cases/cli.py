@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dialer.cases import service
+from dialer.cases import assignment_cli, score_cli, service
 from dialer.cases.errors import CaseError
 from dialer.cases.payments import import_payments
 from dialer.cases.promises import run_promises
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("case_id", type=int)
     show.add_argument("--tenant", default=None, help="tenant name (default: campaign.tenant)")
     show.add_argument("--json", action="store_true")
-    for p in (run, pay, show):
+    for p in (run, pay, show, *assignment_cli.add_parsers(sub), *score_cli.add_parsers(sub)):
         p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
 
 
@@ -71,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(config.effective_database_url)
     now = datetime.now(UTC)
     try:
+        if args.action in score_cli.ACTIONS:
+            tenant_id = None if args.tenant is None else _tenant_id(store, args.tenant)
+            return score_cli.run(args, store, tenant_id, now)
+        if args.action in assignment_cli.ACTIONS:
+            ref = _tenant_id(store, args.tenant or config.campaign.tenant)
+            return assignment_cli.run(args, store, ref, now)
         if args.action == "promises":
             tenant_id = None if args.tenant is None else _tenant_id(store, args.tenant)
             report = run_promises(store, args.date or now.date(), now, tenant_id=tenant_id)

@@ -26,6 +26,7 @@ __all__ = [
     "PromiseRunReport",
     "PromiseStatus",
     "PromiseView",
+    "ScoreTermView",
     "TimelineEntry",
     "TimelineKind",
     "allowed_from",
@@ -171,6 +172,16 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True)
+class ScoreTermView:
+    """One line of a case's stored risk score: the feature, what the case had, its points."""
+
+    feature: str
+    value: str
+    points: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class CaseView:
     """A case with everything the case page shows."""
 
@@ -191,6 +202,21 @@ class CaseView:
     notes: tuple[NoteView, ...]
     history: tuple[HistoryView, ...]
     timeline: tuple[TimelineEntry, ...]
+    # The nightly score (None: never scored) and where the case is in its strategy, why it
+    # got it, and a manager's override (dialer/cases/strategy_run.py).
+    risk_score: float | None = None
+    risk_band: str | None = None
+    risk_terms: tuple[ScoreTermView, ...] = ()
+    scored_at: datetime | None = None
+    strategy: str | None = None
+    strategy_step: int | None = None
+    strategy_since: date | None = None
+    strategy_finished: bool = False
+    strategy_reasons: tuple[str, ...] = ()
+    override_by: str | None = None
+    override_why: str | None = None
+    override_at: datetime | None = None
+    queued_campaign: str | None = None
 
 
 @dataclass(frozen=True)

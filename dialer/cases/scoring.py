@@ -3,7 +3,9 @@ explained term by term (pure; the nightly re-score feeds it the features from th
 
 from __future__ import annotations
 
+import bisect
 import enum
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ __all__ = [
     "Score",
     "ScoreModel",
     "ScoreTerm",
+    "Scorer",
     "load_score_model",
     "score_model_from_mapping",
 ]
@@ -201,64 +204,261 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def _score_points(model: PointsModel, case: CaseFeatures) -> Score:
-    terms: list[ScoreTerm] = []
-    total = model.base
-    if model.base:
-        terms.append(ScoreTerm("base", "", model.base, f"base {_fmt(model.base)}"))
-    for rule in model.numeric:
-        value = case.number(rule.feature)
-        if value is None:
-            points, shown, why = rule.missing, "none", f"{rule.feature} unknown"
-        else:
-            lower: float | None = None
-            for b in rule.bins:
-                if b.below is None or value < b.below:
-                    points = b.points
-                    upper = "" if b.below is None else f" < {_fmt(b.below)}"
-                    low = "" if lower is None else f"{_fmt(lower)} <= "
-                    why = f"{rule.feature} {_fmt(value)} ({low}{rule.feature}{upper})"
-                    break
-                lower = b.below
-            shown = _fmt(value)
-        total += points
-        terms.append(ScoreTerm(rule.feature, shown, points, why))
-    for cat in model.categories:
-        label = case.category(cat.feature)
-        points = cat.match.get(label, cat.default) if label is not None else cat.default
-        matched = label is not None and label in cat.match
-        why = f"{cat.feature} {label}" if matched else f"{cat.feature} {label or 'unknown'} (other)"
-        total += points
-        terms.append(ScoreTerm(cat.feature, label or "", points, why))
-    total = round(total, 6)
+def _numeric_points(rule: NumericPoints, value: float | None) -> ScoreTerm:
+    """The points `rule` gives a case whose feature is `value`, with the bin as the reason."""
+    if value is None:
+        return ScoreTerm(rule.feature, "none", rule.missing, f"{rule.feature} unknown")
+    lower: float | None = None
+    for b in rule.bins:
+        if b.below is None or value < b.below:
+            upper = "" if b.below is None else f" < {_fmt(b.below)}"
+            low = "" if lower is None else f"{_fmt(lower)} <= "
+            why = f"{rule.feature} {_fmt(value)} ({low}{rule.feature}{upper})"
+            return ScoreTerm(rule.feature, _fmt(value), b.points, why)
+        lower = b.below
+    raise AssertionError("the last bin takes every value")  # pragma: no cover - validated
+
+
+def _category_points(cat: CategoryPoints, label: str | None) -> ScoreTerm:
+    points = cat.match.get(label, cat.default) if label is not None else cat.default
+    matched = label is not None and label in cat.match
+    why = f"{cat.feature} {label}" if matched else f"{cat.feature} {label or 'unknown'} (other)"
+    return ScoreTerm(cat.feature, label or "", points, why)
+
+
+def _coefficient_term(c: Coefficient, raw: float | None) -> ScoreTerm:
+    """`c`'s part of the logit for a case whose feature is `raw`."""
+    x = c.missing if raw is None else raw
+    shown = "none" if raw is None else _fmt(raw)
+    if c.transform == "log1p":
+        x = math.log1p(max(x, 0.0))
+        how = f"{_fmt(c.weight)} x log1p({shown})"
+    else:
+        how = f"{_fmt(c.weight)} x {shown}"
+    return ScoreTerm(c.feature, shown, round(c.weight * x, 6), f"{c.feature}: {how}")
+
+
+def _category_weight(cat: CategoryWeights, label: str | None) -> ScoreTerm:
+    part = cat.weights.get(label, 0.0) if label is not None else 0.0
+    return ScoreTerm(cat.feature, label or "", part, f"{cat.feature} {label or 'unknown'}")
+
+
+def _points_total(model: PointsModel, terms: Sequence[ScoreTerm]) -> Score:
+    total = round(sum((t.contribution for t in terms), 0.0), 6)
     return Score(total, _band(total, model.bands), tuple(terms), model.name)
+
+
+def _logistic_total(model: LogisticModel, terms: Sequence[ScoreTerm], logit: float) -> Score:
+    # The probability of not paying, in percent: the scale people read the bands on.
+    value = round(100.0 / (1.0 + math.exp(-logit)), 2)
+    return Score(value, _band(value, model.bands), tuple(terms), model.name)
+
+
+def _base_term(model: PointsModel) -> list[ScoreTerm]:
+    if not model.base:
+        return []
+    return [ScoreTerm("base", "", model.base, f"base {_fmt(model.base)}")]
+
+
+def _score_points(model: PointsModel, case: CaseFeatures) -> Score:
+    terms = _base_term(model)
+    terms += [_numeric_points(rule, case.number(rule.feature)) for rule in model.numeric]
+    terms += [_category_points(cat, case.category(cat.feature)) for cat in model.categories]
+    return _points_total(model, terms)
 
 
 def _score_logistic(model: LogisticModel, case: CaseFeatures) -> Score:
     terms = [ScoreTerm("intercept", "", model.intercept, f"intercept {_fmt(model.intercept)}")]
     logit = model.intercept
     for c in model.coefficients:
-        raw = case.number(c.feature)
-        x = c.missing if raw is None else raw
-        shown = "none" if raw is None else _fmt(raw)
-        if c.transform == "log1p":
-            x = math.log1p(max(x, 0.0))
-            how = f"{_fmt(c.weight)} x log1p({shown})"
-        else:
-            how = f"{_fmt(c.weight)} x {shown}"
-        part = c.weight * x
-        logit += part
-        terms.append(ScoreTerm(c.feature, shown, round(part, 6), f"{c.feature}: {how}"))
+        term = _coefficient_term(c, case.number(c.feature))
+        # The logit takes the unrounded part; the term shows it to six places.
+        x = case.number(c.feature)
+        x = c.missing if x is None else x
+        logit += c.weight * (math.log1p(max(x, 0.0)) if c.transform == "log1p" else x)
+        terms.append(term)
     for cat in model.categories:
-        label = case.category(cat.feature)
-        part = cat.weights.get(label, 0.0) if label is not None else 0.0
-        logit += part
-        terms.append(
-            ScoreTerm(cat.feature, label or "", part, f"{cat.feature} {label or 'unknown'}")
-        )
-    # The probability of not paying, in percent: the scale people read the bands on.
-    value = round(100.0 / (1.0 + math.exp(-logit)), 2)
-    return Score(value, _band(value, model.bands), tuple(terms), model.name)
+        term = _category_weight(cat, case.category(cat.feature))
+        logit += term.contribution
+        terms.append(term)
+    return _logistic_total(model, terms, logit)
+
+
+class _Bins:
+    """A points rule's bins for lookup by bisection, each with its reason's wording ready;
+    gives what _numeric_points gives."""
+
+    def __init__(self, rule: NumericPoints) -> None:
+        self.rule = rule
+        self.edges = [b.below for b in rule.bins if b.below is not None]
+        self.points = [b.points for b in rule.bins]
+        self.ranges: list[str] = []
+        lower: float | None = None
+        for b in rule.bins:
+            upper = "" if b.below is None else f" < {_fmt(b.below)}"
+            low = "" if lower is None else f"{_fmt(lower)} <= "
+            self.ranges.append(f"({low}{rule.feature}{upper})")
+            lower = b.below
+        # The stored term of each bin with the value left to fill in: a number written by
+        # _fmt needs no JSON escaping, so filling it in gives what _term_json gives.
+        self.templates = [
+            _JSON.encode([rule.feature, _SHOWN, points, f"{rule.feature} {_SHOWN} {where}"])
+            for points, where in zip(self.points, self.ranges, strict=True)
+        ]
+
+    def json_of(self, value: float) -> tuple[float, str]:
+        """The points and the stored term of a known (not NaN) value, without the ScoreTerm."""
+        k = bisect.bisect_right(self.edges, value)
+        return self.points[k], self.templates[k].replace(_SHOWN, _fmt(value))
+
+    def term(self, value: float | None) -> ScoreTerm:
+        if value is None or value != value:  # unknown, or NaN (which no bound is above)
+            return _numeric_points(self.rule, value)
+        k = bisect.bisect_right(self.edges, value)
+        shown = _fmt(value)
+        feature = self.rule.feature
+        return ScoreTerm(feature, shown, self.points[k], f"{feature} {shown} {self.ranges[k]}")
+
+
+class Scorer:
+    """`score` for many cases of one model: each term is worked out once per distinct value
+    and reused (days past due, promise counts and the like repeat across a portfolio), with
+    its JSON ready. Gives exactly what `score` gives."""
+
+    def __init__(self, model: PointsModel | LogisticModel) -> None:
+        self.model = model
+        self._numeric: list[dict[float | None, tuple[ScoreTerm, str, float]]] = []
+        self._category: list[dict[str | None, tuple[ScoreTerm, str]]] = []
+        self._fixed: list[tuple[ScoreTerm, str]] = []
+        if isinstance(model, PointsModel):
+            self._fixed = [(t, _term_json(t)) for t in _base_term(model)]
+            self._numeric_of: list[str] = [r.feature for r in model.numeric]
+            self._category_of: list[str] = [c.feature for c in model.categories]
+            self._bins = [_Bins(r) for r in model.numeric]
+        else:
+            head = ScoreTerm("intercept", "", model.intercept, f"intercept {_fmt(model.intercept)}")
+            self._fixed = [(head, _term_json(head))]
+            self._numeric_of = [c.feature for c in model.coefficients]
+            self._category_of = [c.feature for c in model.categories]
+        self._numeric = [{} for _ in self._numeric_of]
+        self._point_cache: list[dict[float | None, tuple[float, str]]] = [
+            {} for _ in self._numeric_of
+        ]
+        self._category = [{} for _ in self._category_of]
+
+    def _numeric_term(self, i: int, value: float | None) -> tuple[ScoreTerm, str, float]:
+        cache = self._numeric[i]
+        found = cache.get(value)
+        if found is None:
+            model = self.model
+            if isinstance(model, PointsModel):
+                term = self._bins[i].term(value)
+                part = term.contribution
+            else:
+                c = model.coefficients[i]
+                term = _coefficient_term(c, value)
+                x = c.missing if value is None else value
+                part = c.weight * (math.log1p(max(x, 0.0)) if c.transform == "log1p" else x)
+            found = (term, _term_json(term), part)
+            if len(cache) < _CACHE_LIMIT:
+                cache[value] = found
+        return found
+
+    def _category_term(self, i: int, label: str | None) -> tuple[ScoreTerm, str]:
+        cache = self._category[i]
+        found = cache.get(label)
+        if found is None:
+            model = self.model
+            if isinstance(model, PointsModel):
+                term = _category_points(model.categories[i], label)
+            else:
+                term = _category_weight(model.categories[i], label)
+            found = (term, _term_json(term))
+            if len(cache) < _CACHE_LIMIT:
+                cache[label] = found
+        return found
+
+    def value_json(self, case: CaseFeatures) -> tuple[float, RiskBand, str]:
+        """The case's score, band and stored terms, without building the Score: the nightly
+        re-score's path (a points model; a logistic one goes through score_json)."""
+        model = self.model
+        if not isinstance(model, PointsModel):
+            result, terms = self.score_json(case)
+            return result.value, result.band, terms
+        total = 0.0
+        parts = []
+        for term, text in self._fixed:
+            total += term.contribution
+            parts.append(text)
+        for i, name in enumerate(self._numeric_of):
+            value = case.number(name)
+            cache = self._point_cache[i]
+            found = cache.get(value)
+            if found is None:
+                if value is None or value != value:
+                    term = _numeric_points(model.numeric[i], value)
+                    found = (term.contribution, _term_json(term))
+                else:
+                    found = self._bins[i].json_of(value)
+                if len(cache) < _CACHE_LIMIT:
+                    cache[value] = found
+            total += found[0]
+            parts.append(found[1])
+        for i, label in enumerate(self._category_of):
+            term, text = self._category_term(i, case.category(label))
+            total += term.contribution
+            parts.append(text)
+        total = round(total, 6)
+        return total, _band(total, model.bands), "[" + ",".join(parts) + "]"
+
+    def score_json(self, case: CaseFeatures) -> tuple[Score, str]:
+        """The case's score and its terms as stored: [[feature, value, points, reason], ...]."""
+        terms = [t for t, _ in self._fixed]
+        parts = [j for _, j in self._fixed]
+        logit = terms[0].contribution if terms else 0.0
+        for i, name in enumerate(self._numeric_of):
+            term, text, part = self._numeric_term(i, case.number(name))
+            terms.append(term)
+            parts.append(text)
+            if isinstance(self.model, LogisticModel):
+                logit += part
+        for i, label in enumerate(self._category_of):
+            term, text = self._category_term(i, case.category(label))
+            terms.append(term)
+            parts.append(text)
+            if isinstance(self.model, LogisticModel):
+                logit += term.contribution
+        model = self.model
+        if isinstance(model, PointsModel):
+            result = _points_total(model, terms)
+        else:
+            result = _logistic_total(model, terms, logit)
+        return result, "[" + ",".join(parts) + "]"
+
+
+# Distinct values kept per term: a continuous feature (balance) stops filling its cache here.
+_CACHE_LIMIT = 4096
+
+
+# Where a bin's stored term takes the case's value (see _Bins.templates).
+_SHOWN = "@@value@@"
+# Built once: json.dumps with options builds an encoder per call, a third of a term's cost.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _term_json(term: ScoreTerm) -> str:
+    return _JSON.encode([term.feature, term.value, term.contribution, term.reason])
+
+
+def terms_to_json(terms: Sequence[ScoreTerm]) -> str:
+    """A score's explanation as stored: [[feature, value, points, reason], ...]."""
+    return "[" + ",".join(_term_json(t) for t in terms) + "]"
+
+
+def terms_from_json(text: str | None) -> tuple[ScoreTerm, ...]:
+    if not text:
+        return ()
+    return tuple(ScoreTerm(str(f), str(v), float(p), str(r)) for f, v, p, r in json.loads(text))
 
 
 def score(model: PointsModel | LogisticModel, case: CaseFeatures) -> Score:
@@ -284,4 +484,4 @@ def score_many(model: PointsModel | LogisticModel, cases: Sequence[CaseFeatures]
     return [score(model, c) for c in cases]
 
 
-__all__ += ["ConfigFileError", "score", "score_many"]
+__all__ += ["ConfigFileError", "score", "score_many", "terms_from_json", "terms_to_json"]

@@ -3,10 +3,12 @@ whole, note, change status, assign, promise, pay, and what a disposition does to
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,7 +27,9 @@ from dialer.cases.models import (
     PaymentResult,
     PaymentView,
     PromiseView,
+    ScoreTermView,
 )
+from dialer.cases.scoring import terms_from_json
 from dialer.cases.state import (
     CaseRow,
     begin_write,
@@ -189,7 +193,30 @@ def _view(
             for h in history_rows
         ),
         timeline=timeline.build_timeline(conn, case, sources, limit),
+        **_strategy_fields(head),
     )
+
+
+def _strategy_fields(row: Any) -> dict[str, Any]:
+    """The case's stored score and strategy position, as CaseView carries them."""
+    return {
+        "risk_score": row.risk_score,
+        "risk_band": row.risk_band,
+        "risk_terms": tuple(
+            ScoreTermView(t.feature, t.value, t.contribution, t.reason)
+            for t in terms_from_json(row.risk_terms)
+        ),
+        "scored_at": row.scored_at,
+        "strategy": row.strategy,
+        "strategy_step": row.strategy_step,
+        "strategy_since": row.strategy_since,
+        "strategy_finished": bool(row.strategy_finished),
+        "strategy_reasons": tuple(json.loads(row.strategy_reasons or "[]")),
+        "override_by": row.override_by,
+        "override_why": row.override_why,
+        "override_at": row.override_at,
+        "queued_campaign": row.queued_campaign,
+    }
 
 
 def case_of(store: Store, tenant_id: int, debtor_id: int) -> int | None:

@@ -1,14 +1,21 @@
-"""`dialer strategy check|explain`: a manager's strategy and score files checked before use, and
-one case's score and strategy shown with their reasons."""
+"""`dialer strategy check|explain|run|set|clear-override`: a manager's strategy and score files
+checked before use, one case's score and strategy shown with their reasons, the day's run, and
+a manager's choice of strategy for a case."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from dialer.cases.config_files import ConfigFileError
+from dialer.cases.errors import CaseError
+from dialer.cases.models import Actor
 from dialer.cases.scoring import CaseFeatures, LogisticModel, PointsModel, load_score_model, score
 from dialer.cases.strategy import (
     SHIPPED,
@@ -18,6 +25,22 @@ from dialer.cases.strategy import (
     choose,
     load_strategies,
 )
+from dialer.cases.strategy_run import (
+    RunReport,
+    clear_override,
+    override_strategy,
+    run_strategies,
+    strategy_templates,
+)
+from dialer.config import Config, load_config
+from dialer.errors import ConfigError
+from dialer.gates import build_guard
+from dialer.messaging.config import build_providers, load_messaging_file
+from dialer.messaging.errors import MessagingError
+from dialer.messaging.service import MessagingService, MessagingSettings
+from dialer.messaging.templates import Template
+from dialer.store.db import Store, open_store
+from dialer.store.models import Tenant
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +66,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     explain.add_argument("--days-since-last-contact", type=int, default=None)
     explain.add_argument("--region", default=None)
     explain.add_argument("--json", action="store_true")
+    run = sub.add_parser(
+        "run",
+        help="advance every open case one day: send, queue for calls, escalate (run daily)",
+        description="Scores cases never scored, gives each open case its strategy (or a "
+        "stricter one, unless a manager chose it), takes the day's steps and carries them out. "
+        "Running a day twice does nothing twice.",
+    )
+    run.add_argument(
+        "--date", type=date.fromisoformat, default=None, help="today, YYYY-MM-DD (default: UTC)"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="count what would be done; write nothing"
+    )
+    run.add_argument(
+        "--messaging",
+        type=Path,
+        default=Path("messaging.toml"),
+        help="messaging settings (providers, payment link; its templates replace the shipped "
+        "ones by name); needed when the strategies send SMS or e-mail",
+    )
+    override = sub.add_parser(
+        "set", help="a manager's choice of strategy for a case, kept through the nightly re-choice"
+    )
+    override.add_argument("case_id", type=int)
+    override.add_argument("strategy")
+    override.add_argument("--why", required=True, help="the reason, kept in the case history")
+    override.add_argument("--by", default="cli", help="the manager's user name")
+    clear = sub.add_parser("clear-override", help="let the nightly re-choice decide again")
+    clear.add_argument("case_id", type=int)
+    clear.add_argument("--why", default="override cleared", help="kept in the case history")
+    clear.add_argument("--by", default="cli", help="the manager's user name")
+    for p in (run, override, clear):
+        p.add_argument("--config", type=Path, default=None, help="dialer TOML config")
+        p.add_argument("--tenant", default=None, help="tenant name (default: campaign.tenant)")
+        p.add_argument("--strategies", type=Path, default=SHIPPED)
+        p.add_argument("--score", type=Path, default=SHIPPED.with_name("score.toml"))
+        p.add_argument("--json", action="store_true")
 
 
 def _load(strategies: Path, score_file: Path) -> tuple[Strategies, PointsModel | LogisticModel]:
@@ -59,7 +119,104 @@ def _steps(strategy_steps: list[object]) -> list[str]:
     return out
 
 
+def _tenant_id(store: Store, name: str) -> int:
+    with store.begin() as conn:
+        found = conn.execute(select(Tenant.id).where(Tenant.name == name)).scalar()
+    if found is None:
+        raise CaseError(f"no tenant {name!r}")
+    return int(found)
+
+
+def _messaging(
+    path: Path, config: Config, store: Store, tenant: str
+) -> tuple[MessagingService, dict[str, Template], list[Any]]:
+    settings = load_messaging_file(path)
+    providers = build_providers(settings)
+    service = MessagingService(
+        store,
+        build_guard(config, store),
+        providers,
+        MessagingSettings(
+            # The run's tenant: its cases are the ones the messages go to.
+            tenant=tenant,
+            campaign_id=settings.campaign_id,
+            payment_link=settings.payment_link,
+        ),
+    )
+    return service, strategy_templates(settings.templates), list(providers.values())
+
+
+def _print_run(report: RunReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict()))
+        return
+    print(
+        f"strategy run {report.today.isoformat()}: {report.cases} open cases, "
+        f"{report.chosen} given a strategy, {report.rechosen} moved to a stricter one, "
+        f"{report.already_run} already run today, {report.scored} scored"
+        + (" (dry run: nothing written or sent)" if report.dry_run else "")
+    )
+    for kind, outcomes in sorted(report.actions.items()):
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+        print(f"  {kind:<10} {counts}")
+    if report.earlier:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.earlier.items()))
+        print(f"  messages of earlier runs: {counts}")
+
+
+def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) -> int:
+    config = load_config(args.config)
+    store = open_store(config.effective_database_url)
+    now = datetime.now(UTC)
+    closing: list[Any] = []
+    try:
+        tenant = args.tenant or config.campaign.tenant
+        tenant_id = _tenant_id(store, tenant)
+        actor = Actor.user(getattr(args, "by", "cli"))
+        if args.action == "set":
+            override_strategy(
+                store, tenant_id, args.case_id, args.strategy, strategies, actor, args.why, now
+            )
+            print(f"case {args.case_id}: strategy {args.strategy}, chosen by {actor}")
+            return 0
+        if args.action == "clear-override":
+            cleared = clear_override(store, tenant_id, args.case_id, actor, args.why, now)
+            print(f"case {args.case_id}: " + ("override cleared" if cleared else "no override"))
+            return 0
+        messaging, templates = None, strategy_templates()
+        if args.messaging.exists():
+            messaging, templates, closing = _messaging(args.messaging, config, store, tenant)
+        report = run_strategies(
+            store,
+            tenant_id,
+            strategies,
+            model,
+            today=args.date or now.date(),
+            now=now,
+            messaging=messaging,
+            templates=templates,
+            dry_run=args.dry_run,
+        )
+        _print_run(report, args.json)
+        return 0
+    except (CaseError, ConfigError, MessagingError) as exc:
+        print(f"dialer strategy {args.action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for provider in closing:
+            provider.close()
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action in ("run", "set", "clear-override"):
+        try:
+            strategies, model = _load(args.strategies, args.score)
+        except ConfigFileError as exc:
+            for problem in exc.problems:
+                print(f"{exc.source}: {problem}", file=sys.stderr)
+            return 2
+        return _run_on_store(args, strategies, model)
     try:
         strategies, model = _load(
             args.file if args.action == "check" else args.strategies, args.score

@@ -2,7 +2,7 @@
 
 A source is a function `(conn, case, limit) -> entries` returning that kind's newest `limit`
 entries; the timeline is the merge of every source's, oldest first. Messages (SMS, e-mail)
-join by adding their source to the tuple handed to `build_timeline` (see DEFAULT_SOURCES).
+come from messaging's own source (`dialer.messaging.history.messages_timeline`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 
 from dialer.cases.models import TimelineEntry, TimelineKind
 from dialer.cases.state import CaseRow
+from dialer.messaging.history import messages_timeline
 from dialer.store.models import (
     CallAttempt,
     CaseHistory,
@@ -205,7 +206,14 @@ def promises(conn: Connection, case: CaseRow, limit: int) -> list[TimelineEntry]
     return entries
 
 
-DEFAULT_SOURCES: tuple[TimelineSource, ...] = (calls, history, notes, payments, promises)
+DEFAULT_SOURCES: tuple[TimelineSource, ...] = (
+    calls,
+    messages_timeline,
+    history,
+    notes,
+    payments,
+    promises,
+)
 
 
 def build_timeline(

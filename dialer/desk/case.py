@@ -13,7 +13,15 @@ from compliance_guard.models import AttemptRequest
 from compliance_guard.zones import ZoneResolver
 from dialer.guard_names import guard_request
 from dialer.store.attempts import DialCandidate
-from dialer.store.models import Address, CallAttempt, Campaign, Debtor, Disposition, Phone
+from dialer.store.models import (
+    Address,
+    CallAttempt,
+    Campaign,
+    Case,
+    Debtor,
+    Disposition,
+    Phone,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,10 @@ class CallCase:
     country: str | None
     region: str | None
     disposition_id: int | None  # the disposition already recorded for this attempt, if any
+    # The debtor's case: its strategy, the step it is on and its risk band (migration 0011).
+    strategy: str | None = None
+    strategy_step: int | None = None
+    risk_band: str | None = None
 
     @property
     def timezone(self) -> str | None:
@@ -119,11 +131,15 @@ def _case_query() -> Any:
             Address.country,
             Address.region,
             disposition.label("disposition_id"),
+            Case.strategy,
+            Case.strategy_step,
+            Case.risk_band,
         )
         .join(Campaign, Campaign.id == a.campaign_id)
         .join(Debtor, Debtor.id == a.debtor_id)
         .join(Phone, Phone.id == a.phone_id)
         .outerjoin(Address, Address.id == first_address)
+        .outerjoin(Case, Case.debtor_id == a.debtor_id)
         .where(a.id == bindparam("attempt_id"), a.tenant_id == bindparam("tenant_id"))
     )
 
@@ -162,4 +178,7 @@ def read_case(conn: Connection, tenant_id: int, attempt_id: int) -> CallCase | N
         country=row.country,
         region=row.region,
         disposition_id=row.disposition_id,
+        strategy=row.strategy,
+        strategy_step=row.strategy_step,
+        risk_band=row.risk_band,
     )

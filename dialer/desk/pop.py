@@ -114,6 +114,11 @@ class ScreenPop:
     # What the script was filled from, so it can be filled for another agent (`script_for`).
     script_template: str = field(default="", repr=False, compare=False)
     script_values: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+    # The case's collection strategy, the step it is on (from 0) and its risk band; None when
+    # the strategy run has not reached the case.
+    strategy: str | None = None
+    strategy_step: int | None = None
+    risk_band: str | None = None
 
     def script_for(self, agent_name: str) -> str:
         """The script as `agent_name` reads it (a pop read ahead is pushed to whoever takes
@@ -156,6 +161,13 @@ class ScreenPop:
             ],
             "compliance_notes": list(self.compliance_notes),
             "script": self.script,
+            "strategy": {
+                "name": self.strategy,
+                "step": self.strategy_step,
+                "risk_band": self.risk_band,
+            }
+            if self.strategy is not None or self.risk_band is not None
+            else None,
         }
 
 
@@ -259,6 +271,9 @@ def build_screen_pop(
         script=render_script(script_template, values),
         script_template=script_template,
         script_values=tuple(values.items()),
+        strategy=case.strategy,
+        strategy_step=case.strategy_step,
+        risk_band=case.risk_band,
     )
 
 

@@ -38,6 +38,8 @@ from dialer.store.models import (
     Base,
     CallAttempt,
     Campaign,
+    CampaignListEntry,
+    CampaignSegment,
     CampaignStatus,
     Debt,
     Debtor,
@@ -221,7 +223,8 @@ def next_candidates(
     of the campaign's tenant with an open debt whose balance is above zero, and has had fewer
     than `max_attempts_per_phone` attempts in this campaign. A debtor with a call still in
     progress (any campaign) is skipped, so nobody is rung on two lines at once. Of a debtor's
-    phones, the least-tried comes first.
+    phones, the least-tried comes first. A campaign that loaded its call list from a segment
+    (dialer/cases/segments.py) dials only the debtors on that list.
     """
     if limit <= 0:
         return []
@@ -254,6 +257,18 @@ def next_candidates(
             ).scalar()
             if tenant_id is None:
                 raise StoreError(f"campaign {campaign_id} does not exist")
+            on_list: list[ColumnElement[bool]] = []
+            if conn.execute(
+                select(CampaignSegment.campaign_id).where(
+                    CampaignSegment.campaign_id == campaign_id
+                )
+            ).first():
+                on_list.append(
+                    exists().where(
+                        CampaignListEntry.campaign_id == campaign_id,
+                        CampaignListEntry.debtor_id == Debt.debtor_id,
+                    )
+                )
             # Debts in the order of the (tenant, status, balance DESC, id) index, so the
             # database stops at the LIMIT instead of ranking the whole portfolio.
             debts = (
@@ -264,6 +279,7 @@ def next_candidates(
                     Debt.balance > 0,
                     Debt.debtor_id.not_in(busy_debtors),
                     exists().where(Phone.debtor_id == Debt.debtor_id, *phone_ok),
+                    *on_list,
                 )
                 .order_by(Debt.balance.desc(), Debt.id)
                 .limit(page)

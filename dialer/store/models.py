@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 # Stable constraint names, so migrations can drop and alter them on every database alike.
 NAMING_CONVENTION = {
@@ -186,6 +187,8 @@ class Debt(Base):
     days_past_due: Mapped[int] = mapped_column(Integer)
     risk_score: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(20), default=DebtStatus.OPEN.value)
+    # The creditor's product line (card, auto, mortgage ...), for assignment rules (0012).
+    product: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
 
 
@@ -640,6 +643,10 @@ class Case(Base):
         UniqueConstraint("debtor_id"),
         Index(None, "tenant_id", "status"),
         Index(None, "tenant_id", "agent_id"),
+        # Segments: "cases a call step queued for campaign C", "cases on strategy S, step N".
+        Index(None, "tenant_id", "queued_campaign"),
+        Index(None, "tenant_id", "strategy", "strategy_step"),
+        Index(None, "tenant_id", "team_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -651,6 +658,69 @@ class Case(Base):
     opened_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
     status_changed_at: Mapped[datetime]
+    # The nightly risk score (dialer/cases/rescore.py): value, band, the terms that made it
+    # as JSON [[feature, value, points, reason], ...], when and by which model.
+    risk_score: Mapped[float | None] = mapped_column(Float)
+    risk_band: Mapped[str | None] = mapped_column(String(8))
+    risk_terms: Mapped[str | None] = mapped_column(Text)
+    scored_at: Mapped[datetime | None]
+    score_model: Mapped[str | None] = mapped_column(String(100))
+    # Where the case is in its strategy (dialer/cases/strategy_run.py) and why it got it
+    # (JSON list of reasons). Empty strategy: not yet run.
+    strategy: Mapped[str | None] = mapped_column(String(64))
+    strategy_step: Mapped[int | None] = mapped_column(Integer)
+    strategy_since: Mapped[date | None] = mapped_column(Date)
+    strategy_last_run: Mapped[date | None] = mapped_column(Date)
+    strategy_reasons: Mapped[str | None] = mapped_column(Text)
+    # A manager's choice of strategy: the nightly re-choice leaves the case on it until cleared.
+    override_by: Mapped[str | None] = mapped_column(String(100))
+    override_why: Mapped[str | None] = mapped_column(Text)
+    override_at: Mapped[datetime | None]
+    # The call list a strategy's call step put the case on (campaign name), which step of
+    # `strategy` did and since when; cleared when the case moves on without a call.
+    queued_campaign: Mapped[str | None] = mapped_column(String(100))
+    queued_step: Mapped[int | None] = mapped_column(Integer)
+    queued_since: Mapped[date | None] = mapped_column(Date)
+    strategy_finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Where the assignment rules (dialer/cases/assignment.py) put the case: its team, the
+    # dialer campaign (name) it is given to, which rule did it and when (migration 0012).
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    assigned_campaign: Mapped[str | None] = mapped_column(String(100))
+    assignment_rule: Mapped[str | None] = mapped_column(String(64))
+    assigned_at: Mapped[datetime | None]
+
+
+class CaseStrategyAction(Base):
+    """What one day's strategy run did for a case at one step: a message sent (or denied by
+    the guard, or scheduled by it), a call list joined, an escalation. Unique per case, day,
+    strategy, step and kind: a day run twice finds its rows and does nothing twice."""
+
+    __tablename__ = "case_strategy_actions"
+    __table_args__ = (
+        UniqueConstraint("case_id", "run_date", "strategy", "step", "kind"),
+        Index(None, "tenant_id", "run_date"),
+        Index(None, "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    run_date: Mapped[date] = mapped_column(Date)
+    strategy: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # call, sms, email, escalate, set_status, ...
+    campaign: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(64))
+    # pending, sent, scheduled, blocked, failed, skipped, queued, escalated, status_set,
+    # refused, finished (dialer/cases/strategy_run.py: Outcome)
+    outcome: Mapped[str] = mapped_column(String(16))
+    # The messages row (dialer/messaging/tables.py) an sms or email step planned.
+    message_id: Mapped[int | None] = mapped_column(BIG_ID)
+    batch_key: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class CaseHistory(Base):
@@ -734,3 +804,96 @@ class Promise(Base):
 
 # A case's timeline lists every call to its debtor.
 Index("ix_call_attempts_debtor_id", CallAttempt.debtor_id)
+
+
+class Team(Base):
+    """A group of collectors that assignment rules give cases to (migration 0012)."""
+
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Collector(Base):
+    """An agent who works cases: their team, seniority, languages, skills and how many open
+    cases they may hold. `agent_id` is the dialer's agent id (users.agent_id, cases.agent_id)."""
+
+    __tablename__ = "collectors"
+    __table_args__ = (UniqueConstraint("tenant_id", "agent_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    seniority: Mapped[str] = mapped_column(String(16))  # junior, senior, lead
+    languages: Mapped[list[str]] = mapped_column(JSON)  # e.g. ["en", "zh-CN"]
+    skills: Mapped[list[str]] = mapped_column(JSON)  # e.g. ["mortgage", "legal"]
+    capacity: Mapped[int] = mapped_column(Integer)  # open cases at most
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AssignmentRuleSet(Base):
+    """A tenant's assignment rules (dialer/cases/assignment.py), as validated when saved: the
+    import and the nightly run apply them."""
+
+    __tablename__ = "assignment_rule_sets"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(500))  # the file they were read from
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+
+
+class Segment(Base):
+    """A saved, validated filter over a tenant's cases (dialer/cases/segments.py)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    filter: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CampaignSegment(Base):
+    """The segment a campaign's call list was loaded from: while this row exists the hopper
+    dials only the debtors on the campaign's list (campaign_list), none other."""
+
+    __tablename__ = "campaign_segments"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
+    cases: Mapped[int] = mapped_column(Integer)
+    loaded_by: Mapped[str] = mapped_column(String(100))
+    loaded_at: Mapped[datetime]
+
+
+class CampaignListEntry(Base):
+    """One debtor (through their case) on a campaign's call list."""
+
+    __tablename__ = "campaign_list"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+
+
+# The reports (dialer/reports, migration 0014) read a tenant's attempts, dispositions and
+# payments of a period.
+Index("ix_call_attempts_tenant_id_dialed_at", CallAttempt.tenant_id, CallAttempt.dialed_at)
+Index("ix_dispositions_tenant_id_created_at", Disposition.tenant_id, Disposition.created_at)
+Index("ix_payments_tenant_id_paid_on", Payment.tenant_id, Payment.paid_on)

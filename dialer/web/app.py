@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi import Path as PathParam
@@ -25,6 +26,7 @@ from compliance_guard.service import Guard
 from dialer.agents.pool import Connect
 from dialer.agents.sessions import AgentError, AgentStatus
 from dialer.agents.transfer import TransferError
+from dialer.cases.tenant_files import TenantFiles
 from dialer.config import Config
 from dialer.console.controls import CampaignControls, CampaignNotFound, ControlError, apply_controls
 from dialer.console.engine_view import engine_view
@@ -41,6 +43,7 @@ from dialer.store.models import DispositionCode, Role
 from dialer.web.auth import WS_UNAUTHORIZED, Auth, Caller
 from dialer.web.cases_api import cases_router
 from dialer.web.hub import Hub
+from dialer.web.manager import manager_router
 from dialer.web.messaging_api import messaging_router
 from dialer.web.qa import qa_router
 from pacing.models import DialMode
@@ -186,6 +189,16 @@ def create_app(services: WebServices) -> FastAPI:
             auth,
             services.store,
             services.config.recordings.archive_root(services.config.data_dir),
+        )
+    )
+    app.include_router(
+        manager_router(
+            services.store,
+            auth,
+            TenantFiles(services.config.data_dir / "tenants"),
+            guard=services.guard,
+            clock=engine.wallclock,
+            tz=ZoneInfo(services.config.campaign.timezone),
         )
     )
 

@@ -141,6 +141,13 @@ class TimelineRead(_Read):
     data: dict[str, Any]
 
 
+class ScoreTermRead(_Read):
+    feature: str
+    value: str
+    points: float
+    reason: str
+
+
 class CaseRead(_Read):
     id: int
     debtor_id: int
@@ -158,6 +165,20 @@ class CaseRead(_Read):
     notes: list[NoteRead]
     history: list[HistoryRead]
     timeline: list[TimelineRead]
+    # The nightly risk score term by term, the case's strategy, why, and any override.
+    risk_score: float | None
+    risk_band: str | None
+    risk_terms: list[ScoreTermRead]
+    scored_at: datetime | None
+    strategy: str | None
+    strategy_step: int | None
+    strategy_since: date | None
+    strategy_finished: bool
+    strategy_reasons: list[str]
+    override_by: str | None
+    override_why: str | None
+    override_at: datetime | None
+    queued_campaign: str | None
 
 
 class Created(BaseModel):

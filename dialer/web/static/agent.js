@@ -288,6 +288,19 @@ function caseCurrency() {
   return currencies.size === 1 ? [...currencies][0] : null;
 }
 
+// The case's collection strategy, its step (counted from 1 for people) and risk band, in a row
+// added after the campaign's.
+function renderStrategy(s) {
+  if (!$("#pop-strategy")) {
+    $("#pop-campaign").parentElement.after(
+      el("div", {}, el("dt", { i18n: "pop.strategy" }), el("dd", { id: "pop-strategy" })),
+    );
+  }
+  const band = s && s.risk_band ? t(`pop.band.${s.risk_band}`) : t("dash");
+  $("#pop-strategy").textContent =
+    s && s.name ? t("pop.strategy_value", { name: s.name, step: (s.step ?? 0) + 1, band }) : t("dash");
+}
+
 function renderCase(knownHistory = null) {
   const pop = currentCase;
   show($("#case"), true);
@@ -296,6 +309,7 @@ function renderCase(knownHistory = null) {
   $("#pop-phone").textContent = pop.phone || t("dash");
   $("#pop-campaign").textContent = pop.campaign || t("dash");
   $("#pop-attempt").textContent = pop.attempt_id ?? t("dash");
+  renderStrategy(pop.strategy);
 
   // accounts
   const accounts = $("#pop-accounts tbody");

@@ -7,7 +7,9 @@ const TENANT_KEY = "dialer.tenant";
 
 function pageFor(role) {
   if (role === "agent") return "/agent";
-  if (["supervisor", "manager", "admin"].includes(role)) return "/supervisor";
+  // A manager's day starts at the cases; the live console is a tab away.
+  if (role === "manager") return "/manager";
+  if (["supervisor", "admin"].includes(role)) return "/supervisor";
   if (role === "qa") return "/qa";
   return null;
 }

@@ -1,0 +1,594 @@
+"""The managers' API over a real store, on SQLite and PostgreSQL: the case list filtered and
+paged as written below, a strategies file with a mistake refused naming the key and its line,
+fixed and saved (audited, the version before kept), a save over a colleague's refused, a
+template previewed in Chinese for a made-up debtor and for a case's debtor with the guard's
+answer; supervisors read, only managers save; another tenant sees nothing of it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from compliance_guard.rules import load_preset
+from compliance_guard.service import Guard, RuleBook
+from compliance_guard.store_sql import SqlStore
+from dialer.calls.models import AttemptStatus, Outcome
+from dialer.cases import service
+from dialer.cases.models import Actor, CaseStatus
+from dialer.cases.strategy import SHIPPED
+from dialer.cases.tenant_files import SHIPPED_TEMPLATES, Kind, TenantFiles
+from dialer.importer import COLUMNS, import_csv
+from dialer.store import attempts as repo
+from dialer.store import users
+from dialer.store.db import Store, open_store
+from dialer.store.models import Case, Role
+from dialer.web.auth import Auth
+from dialer.web.manager import manager_router
+from tests.cases_fixtures import empty, migrated
+from tests.test_desk import T0, _row
+
+PASSWORD = "manager-pages-password"
+# username -> (tenant, role, agent id)
+USERS = {
+    "mei": ("bank", Role.MANAGER, None),
+    "lan": ("bank", Role.MANAGER, None),
+    "sam": ("bank", Role.SUPERVISOR, None),
+    "a1": ("bank", Role.AGENT, "a1"),
+    "qa": ("bank", Role.QA, None),
+    "boss": ("other", Role.MANAGER, None),
+}
+# The book: (tenant, debtor, name, debt, balance, days past due, phone).
+BOOK = (
+    ("bank", "D1", "Ana Núñez", "A1", "1250.50", "45", "(212) 555-0100"),
+    ("bank", "D1", "Ana Núñez", "A2", "99.99", "12", "(212) 555-0100"),
+    ("bank", "D2", "王芳", "B1", "300.00", "95", "212-555-0102"),
+    ("bank", "D3", "李伟", "C1", "8000.00", "200", "212-555-0103"),
+    ("bank", "D4", "Tom Baker", "E1", "50.00", "5", "212-555-0104"),
+    ("bank", "D5", "Wang Lei", "F1", "2200.00", "60", "212-555-0105"),
+    ("other", "X1", "王芳", "X1", "300.00", "95", "212-555-0199"),
+)
+
+# What the nightly runs leave on a case they chose a strategy for and scored.
+REASONS = ["rule 3", "days past due 95 >= 60"]
+TERMS = [["days_past_due", 95, 0.35, "95 days past due"], ["balance", 300.0, 0.15, "owes 300"]]
+
+
+@dataclass
+class Site:
+    store: Store
+    app: FastAPI
+    auth: Auth
+    files: TenantFiles
+    tenant_id: int
+    cases: dict[str, int]  # debtor external id -> case id
+
+    async def client(self, username: str) -> httpx.AsyncClient:
+        tenant, role, agent_id = USERS[username]
+        users.add_user(self.store, tenant, username, PASSWORD, role, agent_id=agent_id)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://manager.test"
+        )
+        reply = await client.post(
+            "/api/login", json={"tenant": tenant, "username": username, "password": PASSWORD}
+        )
+        assert reply.status_code == 200, reply.text
+        return client
+
+
+def build_book(store: Store, folder: Path) -> dict[str, int]:
+    """BOOK imported; D2, D3 worked by a1 and D5 by a2; D1 promised to pay; D3 with legal; the
+    strategy run's marks on D2 and D3. Debtor external id -> case id."""
+    for tenant in ("bank", "other"):
+        portfolio = folder / f"{tenant}.csv"
+        with portfolio.open("w", newline="", encoding="utf-8") as fh:
+            out = csv.DictWriter(fh, COLUMNS)
+            out.writeheader()
+            for t, debtor, name, debt, balance, dpd, phone in BOOK:
+                if t == tenant:
+                    out.writerow(_row(debtor, name, debt, balance, phone, days_past_due=dpd))
+        assert import_csv(store, portfolio, tenant, now=T0 - timedelta(days=30)).rejected == 0
+    tenant_id = repo.ensure_tenant(store, "bank")
+    with store.begin() as conn:
+        cases = {
+            ext: case_id
+            for ext, case_id in conn.execute(
+                sa.text(
+                    "SELECT d.external_id, c.id FROM cases c JOIN debtors d ON d.id = c.debtor_id"
+                    " WHERE c.tenant_id = :t"
+                ),
+                {"t": tenant_id},
+            )
+        }
+        for ext, strategy, band in (("D2", "firm_reminder", "medium"), ("D3", "legal", "high")):
+            conn.execute(
+                sa.update(Case)
+                .where(Case.id == cases[ext])
+                .values(
+                    strategy=strategy,
+                    strategy_step=2,
+                    strategy_reasons=json.dumps(REASONS),
+                    risk_band=band,
+                    risk_score=0.5,
+                    risk_terms=json.dumps(TERMS),
+                )
+            )
+    boss = Actor.user("mei")
+    for ext, agent in (("D2", "a1"), ("D3", "a1"), ("D5", "a2")):
+        service.assign(store, tenant_id, cases[ext], agent, boss, "their queue", T0)
+    service.make_promise(
+        store, tenant_id, cases["D1"], Decimal("200"), T0.date() + timedelta(days=7), boss, T0
+    )
+    service.change_status(store, tenant_id, cases["D3"], CaseStatus.LEGAL, boss, "lawyer", T0)
+    return cases
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with migrated(request.param, tmp_path_factory.mktemp("manager")) as url:
+        yield url
+
+
+@pytest.fixture
+async def site(migrated_url: str, tmp_path: Path) -> AsyncIterator[Site]:
+    empty(migrated_url)
+    store = open_store(migrated_url)
+    cases = build_book(store, tmp_path)
+    guard = Guard(
+        SqlStore(store.engine), RuleBook({"us-regf": load_preset("us-regf")}, default="us-regf")
+    )
+    auth = Auth(store, clock=lambda: T0)
+    files = TenantFiles(tmp_path / "tenants")
+    app = FastAPI()
+    app.include_router(auth.router())
+    app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0))
+    yield Site(store, app, auth, files, repo.ensure_tenant(store, "bank"), cases)
+    await auth.drain()
+    store.close()
+
+
+async def _listed(client: httpx.AsyncClient, query: str) -> list[str]:
+    """The debtors' external ids of the listed cases, in the list's order."""
+    reply = await client.get(f"/api/manager/cases?{query}")
+    assert reply.status_code == 200, reply.text
+    return [c["debtor_external_id"] for c in reply.json()["cases"]]
+
+
+async def test_a_manager_narrows_the_case_list_by_each_filter(site: Site) -> None:
+    mei = await site.client("mei")
+    # Most overdue first by default; each case carries its debts summed up.
+    assert await _listed(mei, "") == ["D3", "D2", "D5", "D1", "D4"]
+    assert await _listed(mei, "sort=balance") == ["D3", "D5", "D1", "D2", "D4"]
+    assert await _listed(mei, "status=promise_to_pay") == ["D1"]
+    assert await _listed(mei, "status=legal&status=promise_to_pay") == ["D3", "D1"]
+    assert await _listed(mei, "dpd_min=50&dpd_max=150") == ["D2", "D5"]
+    assert await _listed(mei, "balance_min=1000") == ["D3", "D5", "D1"]
+    assert await _listed(mei, "balance_min=1000&balance_max=2500") == ["D5", "D1"]
+    assert await _listed(mei, "collector=a1") == ["D3", "D2"]
+    assert await _listed(mei, "collector=-") == ["D1", "D4"]
+    assert await _listed(mei, "band=high") == ["D3"]
+    assert await _listed(mei, "strategy=firm_reminder") == ["D2"]
+    # By part of the name (any letter case, Chinese too), the debtor's id or the case number;
+    # the other tenant's 王芳 is not theirs to see.
+    assert await _listed(mei, "q=王") == ["D2"]
+    assert await _listed(mei, "q=ana") == ["D1"]
+    assert await _listed(mei, "q=D4") == ["D4"]
+    assert await _listed(mei, f"q={site.cases['D5']}") == ["D5"]
+    assert await _listed(mei, "q=100%25") == []
+    (ana,) = (await mei.get("/api/manager/cases?q=Ana")).json()["cases"]
+    assert Decimal(ana["balance"]) == Decimal("1350.49") and ana["currency"] == "USD"
+    assert ana["days_past_due"] == 45 and ana["debts"] == 2
+    assert ana["status"] == "promise_to_pay" and ana["agent_id"] is None
+    (li,) = (await mei.get("/api/manager/cases?band=high")).json()["cases"]
+    assert (li["strategy"], li["band"], li["agent_id"]) == ("legal", "high", "a1")
+    options = (await mei.get("/api/manager/options")).json()
+    assert options["collectors"] == ["a1", "a2"]
+    assert options["strategies"] == ["firm_reminder", "legal"]
+    assert options["can_edit"] is True
+    await mei.aclose()
+
+
+async def test_a_case_shows_its_strategy_reasons_and_score_term_by_term(site: Site) -> None:
+    sam = await site.client("sam")
+    shown = (await sam.get(f"/api/manager/cases/{site.cases['D2']}/strategy")).json()
+    assert (shown["strategy"], shown["step"], shown["reasons"]) == ("firm_reminder", 2, REASONS)
+    assert shown["override"] is None
+    assert shown["score"]["band"] == "medium"
+    assert [(t["feature"], t["points"]) for t in shown["score"]["terms"]] == [
+        ("days_past_due", 0.35),
+        ("balance", 0.15),
+    ]
+    fresh = (await sam.get(f"/api/manager/cases/{site.cases['D4']}/strategy")).json()
+    assert fresh["strategy"] is None and fresh["score"] is None
+    assert (await sam.get("/api/manager/cases/999999/strategy")).status_code == 404
+    boss = await site.client("boss")
+    assert (await boss.get(f"/api/manager/cases/{site.cases['D2']}/strategy")).status_code == 404
+    await sam.aclose()
+    await boss.aclose()
+
+
+async def test_a_manager_saves_the_filters_as_a_segment_and_lists_by_it(site: Site) -> None:
+    mei, sam = await site.client("mei"), await site.client("sam")
+    body = {"name": "a1 early", "filter": {"collector": ["a1"], "days_past_due_max": 150}}
+    saved = await mei.post("/api/manager/segments", json=body)
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["filter"] == {"collector": ["a1"], "days_past_due_max": 150}
+    assert [s["name"] for s in (await sam.get("/api/manager/segments")).json()] == ["a1 early"]
+    assert await _listed(sam, "segment=a1%20early") == ["D2"]
+    # The list's own filters narrow the segment further.
+    assert await _listed(sam, "segment=a1%20early&status=legal") == []
+    unknown = await sam.get("/api/manager/cases?segment=nope")
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "segment"
+    bad = await mei.post(
+        "/api/manager/segments",
+        json={"name": "upside down", "filter": {"balance_min": 500, "balance_max": 100}},
+    )
+    assert bad.status_code == 422 and "balance_min" in bad.json()["detail"][0]["msg"]
+    typo = await mei.post(
+        "/api/manager/segments", json={"name": "typo", "filter": {"colector": ["a1"]}}
+    )
+    assert typo.status_code == 422 and typo.json()["detail"][0]["loc"][-1] == "colector"
+    assert (await sam.post("/api/manager/segments", json=body)).status_code == 403
+    audit = users.list_audit(site.store, site.tenant_id)
+    # The save is audited (and so is the supervisor's refused try).
+    assert [(a.action, a.target) for a in audit[:2]] == [
+        ("forbidden", "POST /api/manager/segments"),
+        ("segment.save", "segment:a1 early"),
+    ]
+    await mei.aclose()
+    await sam.aclose()
+
+
+async def test_a_manager_puts_a_case_on_a_strategy_by_hand_and_hands_it_back(site: Site) -> None:
+    mei, sam = await site.client("mei"), await site.client("sam")
+    url = f"/api/manager/cases/{site.cases['D4']}/strategy"
+    put = await mei.post(url, json={"strategy": "firm_reminder", "why": "disputed twice"})
+    assert put.status_code == 200, put.text
+    shown = put.json()
+    assert (shown["strategy"], shown["step"]) == ("firm_reminder", 0)
+    assert shown["override"]["by"] == "user:mei" and shown["override"]["why"] == "disputed twice"
+    assert (await sam.get(url)).json()["override"]["why"] == "disputed twice"
+    unknown = await mei.post(url, json={"strategy": "gentle", "why": "x"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "strategy"
+    assert "firm_reminder" in unknown.json()["detail"][0]["msg"]
+    silent = await mei.post(url, json={"strategy": "firm_reminder", "why": ""})
+    assert silent.status_code == 422 and silent.json()["detail"][0]["loc"][-1] == "why"
+    assert (await sam.post(url, json={"why": "no"})).status_code == 403
+    cleared = await mei.post(url, json={"why": "paid the disputed part"})
+    assert cleared.status_code == 200 and cleared.json()["override"] is None
+    assert cleared.json()["strategy"] == "firm_reminder"  # until the nightly run re-chooses
+    missing = await mei.post(
+        "/api/manager/cases/999999/strategy", json={"strategy": "legal", "why": "x"}
+    )
+    assert missing.status_code == 404
+    await mei.aclose()
+    await sam.aclose()
+
+
+async def test_the_list_pages_through_every_case_once(site: Site) -> None:
+    sam = await site.client("sam")
+    seen: list[str] = []
+    offset, more = 0, True
+    while more:
+        page = (await sam.get(f"/api/manager/cases?limit=2&offset={offset}")).json()
+        seen += [c["debtor_external_id"] for c in page["cases"]]
+        more = page["more"]
+        offset += 2
+    assert seen == ["D3", "D2", "D5", "D1", "D4"]
+    await sam.aclose()
+
+
+async def test_bounds_that_cannot_hold_are_refused_naming_the_field(site: Site) -> None:
+    mei = await site.client("mei")
+    reply = await mei.get("/api/manager/cases?dpd_min=90&dpd_max=30")
+    assert reply.status_code == 422
+    (detail,) = reply.json()["detail"]
+    assert detail["loc"][-1] == "dpd_max" and "below" in detail["msg"]
+    reply = await mei.get("/api/manager/cases?balance_min=-5")
+    assert reply.status_code == 422
+    assert reply.json()["detail"][0]["loc"][-1] == "balance_min"
+    reply = await mei.get("/api/manager/cases?status=lost")
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"][:2] == ["query", "status"]
+    await mei.aclose()
+
+
+async def test_only_managers_supervisors_and_admins_reach_the_manager_api(site: Site) -> None:
+    agent, qa, boss = [await site.client(u) for u in ("a1", "qa", "boss")]
+    for client in (agent, qa):
+        assert (await client.get("/api/manager/cases")).status_code == 403
+        assert (await client.get("/api/manager/files/strategies")).status_code == 403
+    # The other tenant's manager lists their own book only.
+    assert await _listed(boss, "") == ["X1"]
+    for client in (agent, qa, boss):
+        await client.aclose()
+
+
+# A tenant's own strategies and templates, as a manager would write them.
+STRATEGIES = """\
+default = "gentle"
+
+[[selection]]
+strategy = "firm"
+when = { days_past_due_min = 60 }
+
+[strategies.gentle]
+title = "Gentle"
+title_zh = "温和"
+steps = [
+  { kind = "sms", template = "nudge" },
+  { kind = "wait", days = 3 },
+  { kind = "condition", check = "paid", then = "stop" },
+  { kind = "escalate", to = "firm" },
+]
+
+[strategies.firm]
+title = "Firm"
+title_zh = "严正"
+steps = [
+  { kind = "call", campaign = "spring" },
+  { kind = "wait", days = 2 },
+]
+"""
+TEMPLATES = """\
+[templates.nudge]
+channel = "sms"
+[templates.nudge."zh-CN"]
+body = "【温馨提示】{name}您好，您的欠款{amount}已于{due_date}到期，请通过{payment_link}还款。"
+[templates.nudge.en]
+body = "Hi {name}, {amount} was due on {due_date}. Pay at {payment_link}"
+"""
+# The mistake: a wait of no days, in the gentle strategy's second step.
+MISTAKE = '  { kind = "wait", days = 0 },'
+BROKEN = STRATEGIES.replace('  { kind = "wait", days = 3 },', MISTAKE)
+
+
+async def test_a_strategy_with_a_mistake_is_refused_at_its_key_then_saved_when_fixed(
+    site: Site,
+) -> None:
+    mei = await site.client("mei")
+    shipped = (await mei.get("/api/manager/files/strategies")).json()
+    assert shipped["source"] == "shipped" and shipped["ok"] is True
+    assert shipped["text"] == SHIPPED.read_text(encoding="utf-8")
+    assert shipped["warnings"] == []  # the shipped templates are those it names
+
+    checked = (await mei.post("/api/manager/files/strategies/check", json={"text": BROKEN})).json()
+    assert checked["ok"] is False
+    (problem,) = checked["problems"]
+    assert problem["key"] == "strategies.gentle.steps[1].days"
+    assert problem["line"] == 1 + BROKEN.splitlines().index(MISTAKE)
+    assert "greater than or equal to 1" in problem["message"]
+
+    refused = await mei.put(
+        "/api/manager/files/strategies",
+        json={"text": BROKEN, "base_version": shipped["version"]},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["problems"] == [problem]
+    assert not site.files.path("bank", Kind.STRATEGIES).exists()
+
+    saved = await mei.put(
+        "/api/manager/files/strategies",
+        json={"text": STRATEGIES, "base_version": shipped["version"]},
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["source"] == "tenant"
+    assert saved.json()["version"] != shipped["version"]
+    # Saved with a warning: no template "nudge" yet, at the step's line.
+    (warning,) = saved.json()["warnings"]
+    assert warning["key"] == "strategies.gentle.steps[0].template"
+    assert warning["line"] == 1 + STRATEGIES.splitlines().index(
+        '  { kind = "sms", template = "nudge" },'
+    )
+    again = (await mei.get("/api/manager/files/strategies")).json()
+    assert again["text"] == STRATEGIES and again["version"] == saved.json()["version"]
+    assert again["strategies"]["strategies"]["gentle"]["steps"][1] == {
+        "kind": "wait",
+        "id": None,
+        "days": 3,
+    }
+    # What the nightly run reads is what was saved.
+    assert sorted(site.files.strategies("bank").strategies) == ["firm", "gentle"]
+    audit = users.list_audit(site.store, site.tenant_id)
+    assert [(a.action, a.username) for a in audit[:1]] == [("strategies.save", "mei")]
+
+    # The templates saved, the warning is gone; the strategies' second save keeps the first.
+    templates = (await mei.get("/api/manager/files/templates")).json()
+    reply = await mei.put(
+        "/api/manager/files/templates",
+        json={"text": TEMPLATES, "base_version": templates["version"]},
+    )
+    assert reply.status_code == 200, reply.text
+    assert "nudge" in site.files.templates("bank")
+    third = STRATEGIES.replace("days = 2", "days = 4")
+    reply = await mei.put(
+        "/api/manager/files/strategies",
+        json={"text": third, "base_version": saved.json()["version"]},
+    )
+    assert reply.status_code == 200 and reply.json()["warnings"] == []
+    kept = list((site.files.root / "bank" / "history").glob("strategies-*.toml"))
+    assert [p.read_text(encoding="utf-8") for p in kept] == [STRATEGIES]
+    await mei.aclose()
+
+
+async def test_a_save_over_a_colleagues_is_refused_and_loses_nothing(site: Site) -> None:
+    mei, lan = await site.client("mei"), await site.client("lan")
+    opened = (await mei.get("/api/manager/files/strategies")).json()
+    lans = STRATEGIES.replace('title = "Gentle"', 'title = "Soft"')
+    first = await lan.put(
+        "/api/manager/files/strategies", json={"text": lans, "base_version": opened["version"]}
+    )
+    assert first.status_code == 200
+    meis = STRATEGIES.replace('title = "Gentle"', 'title = "Kind"')
+    second = await mei.put(
+        "/api/manager/files/strategies", json={"text": meis, "base_version": opened["version"]}
+    )
+    assert second.status_code == 409 and "someone else" in second.json()["detail"]
+    assert (await mei.get("/api/manager/files/strategies")).json()["text"] == lans
+    await mei.aclose()
+    await lan.aclose()
+
+
+async def test_a_supervisor_reads_and_checks_but_does_not_save(site: Site) -> None:
+    sam = await site.client("sam")
+    opened = (await sam.get("/api/manager/files/templates")).json()
+    assert opened["ok"] is True and opened["source"] == "shipped"
+    shipped = tomllib.loads(SHIPPED_TEMPLATES.read_text(encoding="utf-8"))["templates"]
+    assert {t["name"] for t in opened["templates"]} == set(shipped)
+    checked = await sam.post("/api/manager/files/templates/check", json={"text": TEMPLATES})
+    assert checked.json()["ok"] is True
+    refused = await sam.put(
+        "/api/manager/files/templates", json={"text": TEMPLATES, "base_version": opened["version"]}
+    )
+    assert refused.status_code == 403
+    assert not site.files.path("bank", Kind.TEMPLATES).exists()
+    assert (await sam.get("/api/manager/options")).json()["can_edit"] is False
+    await sam.aclose()
+
+
+async def test_a_template_with_an_unknown_placeholder_is_refused_naming_the_key(
+    site: Site,
+) -> None:
+    mei = await site.client("mei")
+    text = TEMPLATES.replace("您的欠款{amount}已于", "您的欠款{amt}已于")
+    checked = (await mei.post("/api/manager/files/templates/check", json={"text": text})).json()
+    assert checked["problems"] == [
+        {
+            "key": "templates.nudge.zh-CN.body",
+            "message": "unknown placeholder {amt} (known: {name}, {amount}, {due_date}, "
+            "{payment_link})",
+            "line": 4,
+        }
+    ]
+    opened = (await mei.get("/api/manager/files/templates")).json()
+    refused = await mei.put(
+        "/api/manager/files/templates", json={"text": text, "base_version": opened["version"]}
+    )
+    assert refused.status_code == 422 and refused.json()["problems"] == checked["problems"]
+    await mei.aclose()
+
+
+async def test_a_template_is_previewed_in_chinese_for_a_made_up_and_a_real_debtor(
+    site: Site,
+) -> None:
+    mei = await site.client("mei")
+    sample = await mei.post(
+        "/api/manager/templates/preview",
+        json={"text": TEMPLATES, "template": "nudge", "language": "zh-CN"},
+    )
+    assert sample.status_code == 200, sample.text
+    shown = sample.json()
+    # The unsaved text is what is shown, written the Chinese way.
+    assert shown["body"].startswith("【温馨提示】张伟您好，您的欠款1,250.00元已于")
+    due = T0.date() - timedelta(days=30)
+    assert f"{due.year}年{due.month}月{due.day}日" in shown["body"]
+    assert shown["guard"] is None and shown["length"] == len(shown["body"])
+
+    real = await mei.post(
+        "/api/manager/templates/preview",
+        json={
+            "text": TEMPLATES,
+            "template": "nudge",
+            "language": "zh-CN",
+            "case_id": site.cases["D2"],
+        },
+    )
+    assert real.status_code == 200, real.text
+    for_wang = real.json()
+    assert for_wang["body"].startswith("【温馨提示】王芳您好，您的欠款300.00 USD已于")
+    # The pages were not told the payment link: its place shows.
+    assert "请通过[payment link]还款" in for_wang["body"]
+    assert for_wang["debtor"] == {"case_id": site.cases["D2"], "name": "王芳"}
+    # Monday 10:00 in New York: Reg F lets a message go.
+    assert for_wang["guard"]["allowed"] is True
+
+    missing = await mei.post(
+        "/api/manager/templates/preview",
+        json={"text": TEMPLATES, "template": "no-such", "language": "en"},
+    )
+    assert missing.status_code == 404 and "nudge" in missing.json()["detail"]
+    other = await mei.post(
+        "/api/manager/templates/preview",
+        json={"text": TEMPLATES, "template": "nudge", "language": "en", "case_id": 999_999},
+    )
+    assert other.status_code == 404
+    await mei.aclose()
+
+
+def _calls(site: Site, answered: int, unanswered: int) -> None:
+    """Calls to D2 on the campaign "spring" at T0, the answered ones taken by a1."""
+    campaign_id = repo.ensure_campaign(site.store, site.tenant_id, "spring", "progressive")
+    with site.store.begin() as conn:
+        debtor_id, debt_id, phone_id = conn.execute(
+            sa.text(
+                "SELECT d.id, b.id, p.id FROM debtors d JOIN debts b ON b.debtor_id = d.id"
+                " JOIN phones p ON p.debtor_id = d.id WHERE d.external_id = 'D2'"
+                " AND d.tenant_id = :t"
+            ),
+            {"t": site.tenant_id},
+        ).one()
+    for n in range(answered + unanswered):
+        (attempt_id,) = repo.create_attempts(
+            site.store,
+            [
+                repo.NewAttempt(
+                    tenant_id=site.tenant_id,
+                    campaign_id=campaign_id,
+                    debtor_id=debtor_id,
+                    debt_id=debt_id,
+                    phone_id=phone_id,
+                    node_id="t",
+                    server="sim",
+                    uniqueid=f"dlr-manager-{n}",
+                    dialed_at=T0 + timedelta(minutes=n),
+                    reservation_id=None,
+                )
+            ],
+        )
+        picked = n < answered
+        repo.update_attempt(
+            site.store,
+            attempt_id,
+            repo.AttemptChange(
+                status=AttemptStatus.ENDED,
+                outcome=Outcome.ANSWERED if picked else Outcome.NO_ANSWER,
+                answered_at=T0 + timedelta(minutes=n, seconds=5) if picked else None,
+                connected_at=T0 + timedelta(minutes=n, seconds=6) if picked else None,
+                hungup_at=T0 + timedelta(minutes=n, seconds=66),
+                agent_id="a1" if picked else None,
+            ),
+        )
+
+
+async def test_the_days_report_counts_the_calls_and_downloads_as_csv(site: Site) -> None:
+    _calls(site, answered=2, unanswered=3)
+    sam = await site.client("sam")
+    day = T0.date().isoformat()
+    reply = await sam.get(f"/api/manager/reports?day={day}&period=day&by=campaign")
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert (report["start"], report["end"], report["by"]) == (day, day, "campaign")
+    (spring,) = report["rows"]
+    assert spring["label"] == "spring" and spring["attempts"] == 5
+    assert report["totals"]["attempts"] == 5
+    assert "contact_rate" in report["definitions"]
+    csv_reply = await sam.get(f"/api/manager/reports.csv?day={day}&period=day&by=campaign")
+    assert csv_reply.status_code == 200
+    assert csv_reply.headers["content-type"].startswith("text/csv")
+    assert f"report-{day}-day-campaign.csv" in csv_reply.headers["content-disposition"]
+    lines = list(csv.DictReader(csv_reply.text.splitlines()))
+    assert [(r["label"], r["attempts"]) for r in lines] == [("spring", "5"), ("All", "5")]
+    bad = await sam.get("/api/manager/reports?period=year")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "period"
+    await sam.aclose()
