@@ -57,6 +57,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "asr": ("asr.bench", "real-time factor per engine and process count; WER on core sounds"),
     "search": ("recording.bench_search", "transcript search p50/p95, English and Chinese"),
     "pipeline": ("recording.bench_lag", "hang-up to searchable transcript, 50 calls at once"),
+    "cases": ("dialer.cases.bench", "re-score and assign synthetic cases vs a bare read"),
+    "report": ("dialer.reports.bench", "the daily report over N call attempts vs COUNT(*)"),
     "messaging": (
         "dialer.messaging.bench",
         "100,000 SMS through the guard to a local HTTP gateway",
