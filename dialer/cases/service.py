@@ -65,12 +65,13 @@ def _store_error(what: str, exc: SQLAlchemyError) -> StoreError:
     return StoreError(f"{what}: {error_reason(exc)}")
 
 
-def _reason(reason: str) -> str:
-    reason = check_text("reason", reason).strip()
+def _reason(reason: str, field: str = "reason") -> str:
+    """A reason for the case history, refused naming `field` when empty or too long."""
+    reason = check_text(field, reason).strip()
     if not reason:
-        raise CaseRefused("reason", "say why (the case history keeps it)")
+        raise CaseRefused(field, "say why (the case history keeps it)")
     if len(reason) > MAX_REASON:
-        raise CaseRefused("reason", f"the reason is longer than {MAX_REASON} characters")
+        raise CaseRefused(field, f"the reason is longer than {MAX_REASON} characters")
     return reason
 
 

@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from dialer.cases.errors import CaseError, CaseRefused, check_text
+from dialer.cases.errors import CaseError, CaseRefused
 from dialer.cases.facts import OPEN_STATUSES, CaseSnapshot, batches, load_snapshots
 from dialer.cases.models import Actor, CaseStatus
 from dialer.cases.scoring import LogisticModel, PointsModel, Score, Scorer
+from dialer.cases.service import _reason
 from dialer.cases.state import CaseRow, begin_write, read_case, record_history, set_status
 from dialer.cases.strategy import (
     Action,
@@ -582,17 +583,6 @@ def run_strategies(
 
 # ----- a manager's choice -------------------------------------------------------------------
 
-MAX_WHY = 500
-
-
-def _why(why: str) -> str:
-    why = check_text("why", why).strip()
-    if not why:
-        raise CaseRefused("why", "say why (the case history keeps it)")
-    if len(why) > MAX_WHY:
-        raise CaseRefused("why", f"the reason is longer than {MAX_WHY} characters")
-    return why
-
 
 def override_strategy(
     store: Store,
@@ -606,7 +596,7 @@ def override_strategy(
 ) -> None:
     """Put the case on `strategy` from its first step (the next run starts it) and keep it
     there through the nightly re-choice until the override is cleared; in the history."""
-    why = _why(why)
+    why = _reason(why, "why")
     if strategy not in strategies.strategies:
         known = ", ".join(strategies.strategies)
         raise CaseRefused("strategy", f"no strategy {strategy!r} (known: {known})")
@@ -636,7 +626,7 @@ def clear_override(
     store: Store, tenant_id: int, case_id: int, actor: Actor, why: str, now: datetime
 ) -> bool:
     """Let the nightly re-choice decide again; False when the case had no override."""
-    why = _why(why)
+    why = _reason(why, "why")
     with store.begin() as conn:
         begin_write(conn)
         case = read_case(conn, tenant_id, case_id, lock=True)
