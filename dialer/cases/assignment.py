@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dialer.cases.config_files import load_document, validate
+from dialer.cases.config_files import check_ranges, load_document, validate
 from dialer.cases.scoring import RiskBand
 
 __all__ = [
@@ -70,13 +70,7 @@ class When(_Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> When:
-        for low, high in (
-            ("days_past_due_min", "days_past_due_max"),
-            ("balance_min", "balance_max"),
-        ):
-            lo, hi = getattr(self, low), getattr(self, high)
-            if lo is not None and hi is not None and lo > hi:
-                raise ValueError(f"'{low}' is above '{high}'")
+        check_ranges(self)
         return self
 
 

@@ -75,3 +75,11 @@ def load_document(path: str | Path) -> Mapping[str, object]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(str(p), [str(exc)]) from None
+
+
+def check_ranges(model: object) -> None:
+    """A filter's days-past-due and balance bounds: ValueError naming the pair when min > max."""
+    for low, high in (("days_past_due_min", "days_past_due_max"), ("balance_min", "balance_max")):
+        lo, hi = getattr(model, low), getattr(model, high)
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"'{low}' is above '{high}'")

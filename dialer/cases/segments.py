@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.cases.config_files import validate
+from dialer.cases.config_files import check_ranges, validate
 from dialer.cases.errors import CaseError, CaseRefused, check_text
 from dialer.cases.models import Actor
 from dialer.cases.scoring import RiskBand
@@ -100,13 +100,7 @@ class SegmentFilter(BaseModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> SegmentFilter:
-        for low, high in (
-            ("days_past_due_min", "days_past_due_max"),
-            ("balance_min", "balance_max"),
-        ):
-            lo, hi = getattr(self, low), getattr(self, high)
-            if lo is not None and hi is not None and lo > hi:
-                raise ValueError(f"'{low}' is above '{high}'")
+        check_ranges(self)
         if self.unassigned and self.collector:
             raise ValueError("'unassigned' and 'collector' exclude each other")
         return self
