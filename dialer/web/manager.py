@@ -35,7 +35,7 @@ from dialer.cases import listing, segments, strategy_run
 from dialer.cases.config_files import ConfigFileError
 from dialer.cases.errors import CaseError, CaseNotFound, CaseRefused
 from dialer.cases.models import Actor, CaseStatus
-from dialer.cases.service import get_case
+from dialer.cases.service import MAX_REASON, get_case
 from dialer.cases.tenant_files import (
     MAX_BYTES,
     Checked,
@@ -90,7 +90,7 @@ class SegmentBody(BaseModel):
 class OverrideBody(BaseModel):
     # None: clear the override (the nightly re-choice decides again).
     strategy: str | None = Field(default=None, min_length=1, max_length=64)
-    why: str = Field(min_length=1, max_length=strategy_run.MAX_WHY)
+    why: str = Field(min_length=1, max_length=MAX_REASON)
 
 
 class PreviewBody(BaseModel):
