@@ -481,3 +481,49 @@ def test_the_commands_score_run_dry_and_override_with_clear_answers(
     assert w.case("D-2").override_why == "fraud"
     assert main(["strategy", "set", "999999", "legal", "--why", "x", "--tenant", "bank"]) == 2
     assert "no case 999999" in capsys.readouterr().err
+
+
+def test_the_nightly_run_follows_the_strategies_a_manager_saved_at_the_pages(
+    store: Store,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dialer.cases.tenant_files import SHIPPED, Kind, TenantFiles
+    from dialer.cli import main
+
+    world(store, tmp_path, {"D-1": 12, "D-2": 30})
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("DIALER_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    # The manager drops the gentle SMS start for young debts: everyone is called first.
+    shipped = SHIPPED.read_text("utf-8")
+    gentle_rule = (
+        '[[selection]]\nstrategy = "gentle_reminder"\n'
+        'when = { days_past_due_max = 29, risk_band = ["low", "medium"] }\n'
+    )
+    assert gentle_rule in shipped
+    files = TenantFiles(tmp_path / "dialer-data" / "tenants")
+    opened = files.read("bank", Kind.STRATEGIES)
+    files.save(
+        "bank",
+        Kind.STRATEGIES,
+        shipped.replace(gentle_rule, ""),
+        base_version=opened.version,
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    args = ["strategy", "run", "--tenant", "bank", "--date", "2026-12-02", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "call       2 would" in out and "sms" not in out
+
+    # A file named on the command line still wins, for that run only.
+    assert main([*args, "--strategies", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    assert "sms        1 would" in out and "call       1 would" in out
+
+    # A saved file broken behind the pages' back stops the run, naming the problem.
+    files.path("bank", Kind.STRATEGIES).write_text('default = "nowhere"\n', "utf-8")
+    assert main(args) == 2
+    assert "strategies" in capsys.readouterr().err

@@ -226,6 +226,24 @@ async def test_bad_requests_get_clear_errors_not_server_failures(served: Served)
     assert ("body", "attempt_id") in fields and ("body", "code") in fields
     reply = await agent.post("/api/agent/pause", json={"reason": "nap"})
     assert reply.status_code == 409  # not logged in to the dialer yet
+    # Legal JSON that is not Unicode (a lone surrogate) is refused naming the field, not a 500.
+    reply = await agent.post(
+        "/api/dispositions",
+        content=b'{"attempt_id": 1, "code": "callback", "note": "ok \\udc80"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status_code == 422, reply.text
+    (problem,) = reply.json()["detail"]
+    assert problem["loc"] == ["body", "note"] and "lone surrogate" in problem["msg"]
+    # An emoji written as an escaped surrogate pair is ordinary text and goes through.
+    reply = await agent.post("/api/agent/pause", json={"reason": "\U0001f600"})
+    assert reply.status_code == 409
+    reply = await agent.post(
+        "/api/agent/pause",
+        content=b'{"reason": "\\ud83d\\ude00"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status_code == 409, reply.text
     await agent.aclose()
 
 

@@ -30,15 +30,15 @@ from dialer.cases.strategy_run import (
     clear_override,
     override_strategy,
     run_strategies,
-    strategy_templates,
 )
+from dialer.cases.tenant_files import TenantFiles
 from dialer.config import Config, load_config
 from dialer.errors import ConfigError
 from dialer.gates import build_guard
 from dialer.messaging.config import build_providers, load_messaging_file
 from dialer.messaging.errors import MessagingError
 from dialer.messaging.service import MessagingService, MessagingSettings
-from dialer.messaging.templates import Template
+from dialer.messaging.templates import Template, load_templates
 from dialer.store.db import Store, open_store
 from dialer.store.models import Tenant
 
@@ -100,7 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for p in (run, override, clear):
         p.add_argument("--config", type=Path, default=None, help="dialer TOML config")
         p.add_argument("--tenant", default=None, help="tenant name (default: campaign.tenant)")
-        p.add_argument("--strategies", type=Path, default=SHIPPED)
+        p.add_argument(
+            "--strategies",
+            type=Path,
+            default=None,
+            help="strategies file (default: the tenant's, as saved at the manager pages, else "
+            "the shipped one)",
+        )
         p.add_argument("--score", type=Path, default=SHIPPED.with_name("score.toml"))
         p.add_argument("--json", action="store_true")
 
@@ -128,7 +134,7 @@ def _tenant_id(store: Store, name: str) -> int:
 
 
 def _messaging(
-    path: Path, config: Config, store: Store, tenant: str
+    path: Path, config: Config, store: Store, tenant: str, templates: dict[str, Template]
 ) -> tuple[MessagingService, dict[str, Template], list[Any]]:
     settings = load_messaging_file(path)
     providers = build_providers(settings)
@@ -143,7 +149,10 @@ def _messaging(
             payment_link=settings.payment_link,
         ),
     )
-    return service, strategy_templates(settings.templates), list(providers.values())
+    if settings.templates is not None:
+        # The messaging file's own templates file wins over the pages' for this run.
+        templates = {**templates, **load_templates(settings.templates)}
+    return service, templates, list(providers.values())
 
 
 def _print_run(report: RunReport, as_json: bool) -> None:
@@ -164,7 +173,7 @@ def _print_run(report: RunReport, as_json: bool) -> None:
         print(f"  messages of earlier runs: {counts}")
 
 
-def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) -> int:
+def _run_on_store(args: argparse.Namespace, model: Any) -> int:
     config = load_config(args.config)
     store = open_store(config.effective_database_url)
     now = datetime.now(UTC)
@@ -172,6 +181,14 @@ def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) 
     try:
         tenant = args.tenant or config.campaign.tenant
         tenant_id = _tenant_id(store, tenant)
+        # What the managers saved at the pages is what the nightly run follows; a file named
+        # on the command line replaces the tenant's strategies for this run only.
+        saved = TenantFiles(config.data_dir / "tenants")
+        strategies = (
+            load_strategies(args.strategies)
+            if args.strategies is not None
+            else saved.strategies(tenant)
+        )
         actor = Actor.user(getattr(args, "by", "cli"))
         if args.action == "set":
             override_strategy(
@@ -183,9 +200,11 @@ def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) 
             cleared = clear_override(store, tenant_id, args.case_id, actor, args.why, now)
             print(f"case {args.case_id}: " + ("override cleared" if cleared else "no override"))
             return 0
-        messaging, templates = None, strategy_templates()
+        messaging, templates = None, dict(saved.templates(tenant))
         if args.messaging.exists():
-            messaging, templates, closing = _messaging(args.messaging, config, store, tenant)
+            messaging, templates, closing = _messaging(
+                args.messaging, config, store, tenant, templates
+            )
         report = run_strategies(
             store,
             tenant_id,
@@ -199,6 +218,10 @@ def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) 
         )
         _print_run(report, args.json)
         return 0
+    except ConfigFileError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
     except (CaseError, ConfigError, MessagingError) as exc:
         print(f"dialer strategy {args.action}: {exc}", file=sys.stderr)
         return 2
@@ -211,12 +234,12 @@ def _run_on_store(args: argparse.Namespace, strategies: Strategies, model: Any) 
 def run(args: argparse.Namespace) -> int:
     if args.action in ("run", "set", "clear-override"):
         try:
-            strategies, model = _load(args.strategies, args.score)
+            model = load_score_model(str(args.score))
         except ConfigFileError as exc:
             for problem in exc.problems:
                 print(f"{exc.source}: {problem}", file=sys.stderr)
             return 2
-        return _run_on_store(args, strategies, model)
+        return _run_on_store(args, model)
     try:
         strategies, model = _load(
             args.file if args.action == "check" else args.strategies, args.score

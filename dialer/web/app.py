@@ -42,6 +42,7 @@ from dialer.store import users
 from dialer.store.models import DispositionCode, Role
 from dialer.web.auth import WS_UNAUTHORIZED, Auth, Caller
 from dialer.web.cases_api import cases_router
+from dialer.web.edge import RefuseLoneSurrogates
 from dialer.web.hub import Hub
 from dialer.web.manager import manager_router
 from dialer.web.messaging_api import messaging_router
@@ -166,6 +167,7 @@ def create_app(services: WebServices) -> FastAPI:
         openapi_url="/openapi.json",
         lifespan=lambda _app: _live_feed(services),
     )
+    app.add_middleware(RefuseLoneSurrogates)
     auth = services.auth
     engine = services.engine
     sessions = engine.sessions
