@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qa": ("recording.qa_cli", "search call transcripts, review QA flags, rule precision"),
     "asr": ("asr.cli", "offline speech recognition of recordings (vosk, pocketsphinx)"),
     "messages": ("dialer.messaging.cli", "SMS and e-mail via the guard: preview, send, receipts"),
-    "cases": ("dialer.cases.cli", "cases: the promise run, the payments file, a case's timeline"),
+    "cases": (
+        "dialer.cases.cli",
+        "cases: promises, payments, timeline, scores, assignment to collectors and teams",
+    ),
     "segments": (
         "dialer.cases.segments_cli",
         "segments (saved filters over cases) and the campaign call lists loaded from them",

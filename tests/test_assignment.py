@@ -432,3 +432,90 @@ def test_a_closed_case_is_left_where_it_ended(store: Store, tmp_path: Path) -> N
     report = _run(store, _rules({"name": "all", "team": "desk"}))
     assert report.cases == 1
     assert _placed(store) == {"D1": (None, None, None, None), "D2": ("desk", "a1", None, "all")}
+
+
+def _case_id(store: Store, ext: str) -> int:
+    with store.begin() as conn:
+        found = conn.execute(
+            sa.select(Case.id)
+            .join(Debtor, Debtor.id == Case.debtor_id)
+            .where(Debtor.external_id == ext)
+        ).scalar_one()
+    return int(found)
+
+
+def test_a_case_given_by_hand_stays_with_its_collector_through_the_nightly_rules(
+    store: Store, tmp_path: Path
+) -> None:
+    _import(store, tmp_path, [_debtor("D1", days_past_due="40"), _debtor("D2")])
+    _staff(store, ("a1", "desk", "junior", 10, ["en"]), ("b1", "desk", "junior", 10, ["en"]))
+    # Rebalanced every night: each case goes to whoever is least loaded at that point.
+    rules = _rules({"name": "all", "team": "desk"}, keep_current=False)
+    _run(store, rules)
+    assert _placed(store)["D1"][1] == "a1"  # the least loaded, in case order
+    d1 = _case_id(store, "D1")
+    service.give_case(store, _tenant(store), d1, "b1", Actor.user("mei"), "speaks to her", NOW)
+    # b1 now holds two cases, a1 none: the rules would balance D1 back, but a manager chose.
+    report = _run(store, rules)
+    assert _placed(store)["D1"][:2] == ("desk", "b1")
+    assert d1 not in {m.case_id for m in report.moves}
+    # Another rule's team: the team follows the rule, the collector stays the manager's.
+    service.add_team(store, _tenant(store), "late", NOW)
+    _run(store, _rules({"name": "late", "team": "late"}), keep_moves=10)
+    assert _placed(store)["D1"][:2] == ("late", "b1")
+    history = [h for h in _history(store) if h[:3] == ("agent", "a1", "b1")]
+    assert history and history[0][3] == "user:mei" and history[0][4] == "speaks to her"
+
+
+def test_a_case_given_to_a_collector_who_leaves_goes_back_to_the_rules(
+    store: Store, tmp_path: Path
+) -> None:
+    _import(store, tmp_path, [_debtor("D1")])
+    _staff(store, ("a1", "desk", "junior", 10, ["en"]), ("b1", "desk", "junior", 10, ["en"]))
+    d1 = _case_id(store, "D1")
+    service.give_case(store, _tenant(store), d1, "b1", Actor.user("mei"), "VIP", NOW)
+    service.save_collector(store, _tenant(store), "b1", NOW, team="desk", active=False)
+    report = _run(store, _rules({"name": "all", "team": "desk"}), keep_moves=10)
+    assert _placed(store)["D1"][1] == "a1"
+    (move,) = report.moves
+    assert "given by hand to b1, who no longer works cases" in move.reasons
+    # Taken from b1 by the rules, the case is the rules' again: a1 is not held to it.
+    with store.begin() as conn:
+        assert conn.execute(sa.select(Case.agent_pinned).where(Case.id == d1)).scalar() is False
+
+
+def test_giving_a_case_to_someone_who_is_not_an_active_collector_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    from dialer.cases.errors import CaseRefused
+
+    _import(store, tmp_path, [_debtor("D1")])
+    _staff(store, ("a1", "desk", "junior", 10, ["en"]))
+    service.save_collector(store, _tenant(store), "gone", NOW, active=False)
+    d1 = _case_id(store, "D1")
+    for agent, says in (("zed", "not one of the tenant's collectors"), ("gone", "not active")):
+        with pytest.raises(CaseRefused, match=says) as refused:
+            service.give_case(store, _tenant(store), d1, agent, Actor.user("mei"), "x", NOW)
+        assert refused.value.field == "agent_id"
+    assert _placed(store)["D1"][1] is None and _history(store) == []
+
+
+def test_dialer_cases_give_hands_a_case_over_and_back_to_the_queue(
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _import(store, tmp_path, [_debtor("D1")])
+    _staff(store, ("a1", "desk", "junior", 10, ["en"]))
+    monkeypatch.setenv("DATABASE_URL", store.engine.url.render_as_string(False))
+    case = str(_case_id(store, "D1"))
+    argv = ["cases", "give", case, "a1", "--why", "asked for her", "--by", "mei"]
+    assert main([*argv, "--tenant", TENANT]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"case {case}: given to a1 (kept there by the nightly assignment)"
+    assert main(["cases", "give", case, "none", "--why", "back", "--tenant", TENANT]) == 0
+    assert capsys.readouterr().out.strip() == f"case {case}: back to the team's queue"
+    assert main(["cases", "give", case, "zed", "--why", "x", "--tenant", TENANT]) == 2
+    assert "'zed' is not one of the tenant's collectors" in capsys.readouterr().err
+    assert _placed(store)["D1"][1] is None

@@ -34,6 +34,7 @@ from dialer.store import users
 from dialer.store.db import Store, open_store
 from dialer.store.models import Case, Role
 from dialer.web.auth import Auth
+from dialer.web.cases_api import cases_router
 from dialer.web.manager import manager_router
 from tests.cases_fixtures import empty, migrated
 from tests.test_desk import T0, _row
@@ -154,6 +155,7 @@ async def site(migrated_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     app = FastAPI()
     app.include_router(auth.router())
     app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0))
+    app.include_router(cases_router(store, auth, lambda: T0))
     yield Site(store, app, auth, files, repo.ensure_tenant(store, "bank"), cases)
     await auth.drain()
     store.close()
@@ -591,4 +593,28 @@ async def test_the_days_report_counts_the_calls_and_downloads_as_csv(site: Site)
     assert [(r["label"], r["attempts"]) for r in lines] == [("spring", "5"), ("All", "5")]
     bad = await sam.get("/api/manager/reports?period=year")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "period"
+    await sam.aclose()
+
+
+async def test_a_manager_gives_a_case_to_a_collector_by_hand_and_it_is_kept_there(
+    site: Site,
+) -> None:
+    from dialer.cases import assignment_service
+
+    assignment_service.save_collector(site.store, site.tenant_id, "a7", T0, team="desk")
+    mei, sam = await site.client("mei"), await site.client("sam")
+    url = f"/api/manager/cases/{site.cases['D4']}/collector"
+    given = await mei.post(url, json={"agent_id": "a7", "why": "knows the family"})
+    assert given.status_code == 200, given.text
+    assert given.json() == {"case_id": site.cases["D4"], "agent_id": "a7", "kept": True}
+    case = (await mei.get(f"/api/cases/{site.cases['D4']}")).json()
+    assert case["agent_id"] == "a7" and case["agent_kept"] is True
+    assert any("knows the family" in h["reason"] for h in case["history"])
+    nobody = await mei.post(url, json={"agent_id": "zed", "why": "x"})
+    assert nobody.status_code == 422
+    assert nobody.json()["detail"][0]["loc"] == ["body", "agent_id"]
+    assert (await sam.post(url, json={"agent_id": "a7", "why": "no"})).status_code == 403
+    back = await mei.post(url, json={"agent_id": None, "why": "back to the queue"})
+    assert back.json() == {"case_id": site.cases["D4"], "agent_id": None, "kept": False}
+    await mei.aclose()
     await sam.aclose()

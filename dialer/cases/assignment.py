@@ -173,6 +173,8 @@ class CaseFacts:
     team: str | None
     agent_id: str | None
     campaign: str | None
+    # Given to `agent_id` by hand: the rules keep the case there while that collector works.
+    pinned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +396,11 @@ def decide(rules: AssignmentRules, roster: Roster, case: CaseFacts) -> Decision:
     picks = rule.picks
     agent = current
     pick_why: str | None = None
-    if picks == NONE:
+    hand = roster.collectors.get(current) if case.pinned and current is not None else None
+    if hand is not None and hand.active:
+        # A manager's choice outranks the rules' pick; team and campaign still follow the rule.
+        pick_why = f"kept with {current}: given by hand"
+    elif picks == NONE:
         agent = None
         pick_why = "the rule leaves the case with the team's queue"
     elif picks is not None:
@@ -438,6 +444,8 @@ def decide(rules: AssignmentRules, roster: Roster, case: CaseFacts) -> Decision:
         if agent is not None:
             roster.take(agent)
     reasons = [f"rule {rule.name}", *_why(rule.when, case)]
+    if case.pinned and agent != current:
+        reasons.append(f"given by hand to {current}, who no longer works cases")
     if agent is not None and agent != current:
         tail = (
             f"least senior, least loaded qualified collector ({roster.room(agent)})"

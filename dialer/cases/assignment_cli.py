@@ -1,5 +1,5 @@
-"""`dialer cases assign|collectors|teams`: run the assignment rules (or see what they would
-move), and keep the collectors and teams they assign to."""
+"""`dialer cases assign|give|collectors|teams`: run the assignment rules (or see what they
+would move), give one case to a collector by hand, and keep the collectors and teams."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dialer.cases.errors import CaseError
 from dialer.cases.models import Actor
 from dialer.store.db import Store
 
-ACTIONS = ("assign", "collectors", "teams")
+ACTIONS = ("assign", "give", "collectors", "teams")
 SHOWN_MOVES = 50
 
 
@@ -40,6 +40,15 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     assign.add_argument("--tenant", default=None, help="tenant name (default: campaign.tenant)")
     assign.add_argument("--show", type=int, default=SHOWN_MOVES, metavar="N", help="moves shown")
     assign.add_argument("--json", action="store_true")
+    give = sub.add_parser(
+        "give",
+        help="give one case to a collector by hand; the nightly rules leave it with them",
+    )
+    give.add_argument("case_id", type=int)
+    give.add_argument("agent_id", help="the collector's agent id; 'none': back to the queue")
+    give.add_argument("--why", required=True, help="the reason, kept in the case history")
+    give.add_argument("--by", default="cli", help="the manager's user name")
+    give.add_argument("--no-keep", action="store_true", help="the nightly rules may move it again")
     collectors = sub.add_parser("collectors", help="collectors: add or change, list")
     what = collectors.add_subparsers(dest="collectors_action", required=True, metavar="ACTION")
     add = what.add_parser("add", help="add a collector, or change one (same agent id)")
@@ -57,15 +66,25 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     listing.add_argument("--json", action="store_true")
     teams = sub.add_parser("teams", help="add a team")
     teams.add_argument("name")
-    for p in (add, listing, teams):
+    for p in (give, add, listing, teams):
         p.add_argument("--tenant", default=None, help="tenant name (default: campaign.tenant)")
-    return [assign, collectors, add, listing, teams]
+    return [assign, give, collectors, add, listing, teams]
 
 
 def run(args: argparse.Namespace, store: Store, tenant_id: int, now: datetime) -> int:
     if args.action == "teams":
         service.add_team(store, tenant_id, args.name, now)
         print(f"team {args.name}")
+        return 0
+    if args.action == "give":
+        agent = None if args.agent_id == "none" else args.agent_id
+        keep = not args.no_keep
+        service.give_case(
+            store, tenant_id, args.case_id, agent, Actor.user(args.by), args.why, now, keep=keep
+        )
+        where = f"given to {agent}" if agent else "back to the team's queue"
+        kept = " (kept there by the nightly assignment)" if agent and keep else ""
+        print(f"case {args.case_id}: {where}{kept}")
         return 0
     if args.action == "collectors":
         if args.collectors_action == "add":

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Boolean, Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from dialer.cases import service as case_service
 from dialer.cases.assignment import (
     AUTO,
     NONE,
@@ -340,6 +341,7 @@ def _facts(
             Case.team_id,
             Case.assigned_campaign,
             Case.risk_band,
+            Case.agent_pinned,
         )
         .where(*where)
         .order_by(Case.id)
@@ -385,7 +387,7 @@ def _facts(
     no_place = (None, None, None)
     band_of = rules.band_of_imported
     out: list[tuple[CaseFacts, int]] = []
-    for case_id, debtor_id, status, agent_id, team_id, campaign, stored_band in cases:
+    for case_id, debtor_id, status, agent_id, team_id, campaign, stored_band, pinned in cases:
         _, dpd, balance, risk, product = debts.get(debtor_id, no_debt)
         _, region, country = places.get(debtor_id, no_place)
         facts = CaseFacts(
@@ -400,6 +402,7 @@ def _facts(
             teams.get(team_id) if team_id is not None else None,
             agent_id,
             campaign,
+            bool(pinned),
         )
         out.append((facts, debtor_id))
     return out
@@ -493,6 +496,8 @@ def _write(
             "_agent": m.new_agent,
             "_campaign": m.new_campaign,
             "_rule": m.rule,
+            # A case the rules took from the collector it was given to by hand is theirs now.
+            "_kept": m.old_agent == m.new_agent,
         }
         for m in moves
     ]
@@ -530,6 +535,7 @@ def _write(
             assigned_campaign=bindparam("_campaign"),
             assignment_rule=bindparam("_rule"),
             assigned_at=now,
+            agent_pinned=Case.agent_pinned & bindparam("_kept", type_=Boolean),
         ),
         case_rows,
     )
@@ -547,10 +553,12 @@ def _write_pg(
     conn.execute(
         text(
             "UPDATE cases SET team_id = m.team_id, agent_id = m.agent_id,"
-            " assigned_campaign = m.campaign, assignment_rule = m.rule, assigned_at = :now"
+            " assigned_campaign = m.campaign, assignment_rule = m.rule, assigned_at = :now,"
+            " agent_pinned = cases.agent_pinned AND m.kept"
             " FROM unnest(CAST(:ids AS integer[]), CAST(:teams AS integer[]),"
             " CAST(:agents AS varchar[]), CAST(:campaigns AS varchar[]),"
-            " CAST(:rules AS varchar[])) AS m(id, team_id, agent_id, campaign, rule)"
+            " CAST(:rules AS varchar[]), CAST(:kept AS boolean[]))"
+            " AS m(id, team_id, agent_id, campaign, rule, kept)"
             " WHERE cases.id = m.id"
         ),
         {
@@ -559,6 +567,7 @@ def _write_pg(
             "agents": [r["_agent"] for r in case_rows],
             "campaigns": [r["_campaign"] for r in case_rows],
             "rules": [r["_rule"] for r in case_rows],
+            "kept": [r["_kept"] for r in case_rows],
             "now": now,
         },
     )
@@ -574,6 +583,34 @@ def _write_pg(
     ):
         for h in history:
             copy.write_row((*(h[c] for c in columns), now))
+
+
+def give_case(
+    store: Store,
+    tenant_id: int,
+    case_id: int,
+    agent_id: str | None,
+    actor: Actor,
+    why: str,
+    now: datetime,
+    *,
+    keep: bool = True,
+) -> None:
+    """A manager gives the case to a collector (None: back to the team's queue); with `keep`
+    the nightly rules leave it there while that collector works cases. CaseRefused naming
+    `agent_id` for someone who is not an active collector of the tenant."""
+    if agent_id is not None:
+        with store.begin() as conn:
+            active = conn.execute(
+                select(Collector.active).where(
+                    Collector.tenant_id == tenant_id, Collector.agent_id == agent_id
+                )
+            ).scalar()
+        if active is None:
+            raise CaseRefused("agent_id", f"{agent_id!r} is not one of the tenant's collectors")
+        if not active:
+            raise CaseRefused("agent_id", f"{agent_id!r} is not active")
+    case_service.assign(store, tenant_id, case_id, agent_id, actor, why, now, keep=keep)
 
 
 def assign_after_import(store: Store, tenant_id: int, opened_at: datetime) -> int | None:
@@ -601,6 +638,7 @@ __all__ = [
     "add_team",
     "assign_after_import",
     "check_references",
+    "give_case",
     "language_of",
     "list_collectors",
     "run_assignment",

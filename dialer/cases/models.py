@@ -193,6 +193,8 @@ class CaseView:
     status: str
     agent_id: str | None
     opened_by: str
+    # Given to agent_id by hand: the nightly assignment leaves the case with them.
+    agent_kept: bool
     created_at: datetime
     status_changed_at: datetime
     balance: Mapping[str, Decimal]  # per currency, over every debt of the case

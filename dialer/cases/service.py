@@ -151,6 +151,7 @@ def _view(
         debtor_name=head.full_name,
         status=case.status.value,
         agent_id=case.agent_id,
+        agent_kept=case.agent_pinned,
         opened_by=head.opened_by,
         created_at=head.created_at,
         status_changed_at=head.status_changed_at,
@@ -321,19 +322,41 @@ def assign(
     actor: Actor,
     reason: str,
     now: datetime,
+    *,
+    keep: bool = True,
 ) -> None:
-    """Give the case to a collector (None: to nobody), kept in the history."""
+    """Give the case to a collector (None: to nobody), kept in the history. With `keep` the
+    nightly assignment leaves it with that collector while they work cases."""
     why = _reason(reason)
     if agent_id is not None:
         check_text("agent_id", agent_id)
+    pinned = keep and agent_id is not None
     try:
         with store.begin() as conn:
             begin_write(conn)
             case = read_case(conn, tenant_id, case_id, lock=True)
-            if case.agent_id == agent_id:
+            was_pinned = case.agent_pinned
+            if case.agent_id == agent_id and was_pinned == pinned:
                 return
-            conn.execute(update(Case).where(Case.id == case.id).values(agent_id=agent_id))
-            record_history(conn, case, "agent", case.agent_id, agent_id, actor, why, now)
+            conn.execute(
+                update(Case)
+                .where(Case.id == case.id)
+                .values(agent_id=agent_id, agent_pinned=pinned)
+            )
+            if case.agent_id != agent_id:
+                record_history(conn, case, "agent", case.agent_id, agent_id, actor, why, now)
+            elif was_pinned != pinned:
+                # Same collector, only whether the nightly rules may move it changed.
+                record_history(
+                    conn,
+                    case,
+                    "agent_kept",
+                    "yes" if was_pinned else "no",
+                    "yes" if pinned else "no",
+                    actor,
+                    why,
+                    now,
+                )
     except SQLAlchemyError as exc:
         raise _store_error(f"assignment of case {case_id}", exc) from exc
 

@@ -3,6 +3,7 @@ history row, locks, and the effects a status has on the debts and the open promi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class CaseRow:
     debtor_id: int
     status: CaseStatus
     agent_id: str | None
+    # Given to agent_id by hand; the nightly assignment keeps it there (migration 0015).
+    agent_pinned: bool = False
 
 
 def begin_write(conn: Connection) -> None:
@@ -45,10 +48,11 @@ def _row(found: Any) -> CaseRow:
         debtor_id=int(found.debtor_id),
         status=CaseStatus(found.status),
         agent_id=found.agent_id,
+        agent_pinned=bool(found.agent_pinned),
     )
 
 
-_COLUMNS = (Case.id, Case.tenant_id, Case.debtor_id, Case.status, Case.agent_id)
+_COLUMNS = (Case.id, Case.tenant_id, Case.debtor_id, Case.status, Case.agent_id, Case.agent_pinned)
 
 
 def read_case(conn: Connection, tenant_id: int, case_id: int, *, lock: bool = False) -> CaseRow:
@@ -161,7 +165,7 @@ def set_status(
             .values(status=DebtStatus.OPEN.value)
         )
     log.info("= case %s %s -> %s by %s: %s", case.id, case.status.value, new.value, actor, reason)
-    return CaseRow(case.id, case.tenant_id, case.debtor_id, new, case.agent_id)
+    return dataclasses.replace(case, status=new)
 
 
 def balance_left(conn: Connection, case: CaseRow) -> Decimal:

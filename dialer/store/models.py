@@ -688,6 +688,9 @@ class Case(Base):
     assigned_campaign: Mapped[str | None] = mapped_column(String(100))
     assignment_rule: Mapped[str | None] = mapped_column(String(64))
     assigned_at: Mapped[datetime | None]
+    # Given to its collector by hand (migration 0015): the nightly assignment keeps the case
+    # with that collector while they are active.
+    agent_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CaseStrategyAction(Base):

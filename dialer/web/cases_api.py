@@ -155,6 +155,8 @@ class CaseRead(_Read):
     debtor_name: str
     status: CaseStatus
     agent_id: str | None
+    # Given to agent_id by hand: the nightly assignment leaves the case with them.
+    agent_kept: bool
     opened_by: str
     created_at: datetime
     status_changed_at: datetime

@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from compliance_guard.service import Guard
-from dialer.cases import listing, segments, strategy_run
+from dialer.cases import assignment_service, listing, segments, strategy_run
 from dialer.cases.config_files import ConfigFileError
 from dialer.cases.errors import CaseError, CaseNotFound, CaseRefused
 from dialer.cases.models import Actor, CaseStatus
@@ -91,6 +91,14 @@ class OverrideBody(BaseModel):
     # None: clear the override (the nightly re-choice decides again).
     strategy: str | None = Field(default=None, min_length=1, max_length=64)
     why: str = Field(min_length=1, max_length=MAX_REASON)
+
+
+class CollectorBody(BaseModel):
+    # None: back to the team's queue.
+    agent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    why: str = Field(min_length=1, max_length=MAX_REASON)
+    # Kept with this collector through the nightly assignment (the usual reason to do it by hand).
+    keep: bool = True
 
 
 class PreviewBody(BaseModel):
@@ -298,6 +306,44 @@ def manager_router(
             request=request,
         )
         return found.to_json()
+
+    @router.post("/api/manager/cases/{case_id}/collector", responses={404: {}, 422: {}})
+    async def give(
+        case_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+        body: CollectorBody,
+        request: Request,
+        caller: Caller = editors,
+    ) -> Any:
+        """Give the case to a collector by hand (or back to the queue); with `keep` the
+        nightly assignment leaves it with them. In the case's history."""
+        try:
+            await asyncio.to_thread(
+                assignment_service.give_case,
+                store,
+                caller.tenant_id,
+                case_id,
+                body.agent_id,
+                Actor.user(caller.username),
+                body.why,
+                clock(),
+                keep=body.keep,
+            )
+        except CaseNotFound:
+            raise HTTPException(404, f"no case {case_id}") from None
+        except CaseRefused as exc:
+            return JSONResponse(
+                {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "refused"}]},
+                status_code=422,
+            )
+        await auth.audit(
+            caller,
+            "case.collector",
+            f"case:{case_id}",
+            new={"agent_id": body.agent_id, "keep": body.keep, "why": body.why},
+            request=request,
+        )
+        found = await asyncio.to_thread(get_case, store, caller.tenant_id, case_id)
+        return {"case_id": case_id, "agent_id": found.agent_id, "kept": found.agent_kept}
 
     @router.get("/api/manager/segments")
     async def list_segments(caller: Caller = readers) -> list[dict[str, Any]]:
