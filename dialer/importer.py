@@ -65,7 +65,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -508,6 +508,8 @@ class _DebtState:
     days_past_due: int
     risk_score: float | None
     product: str | None = None
+    # The day days_past_due was true on: the file's day; the nightly ageing moves both on.
+    dpd_as_of: date | None = None
 
 
 @dataclass(frozen=True)
@@ -573,6 +575,7 @@ class _Importer:
         self.store = store
         self.tenant_id = tenant_id
         self.now = now
+        self.today = now.astimezone(UTC).date()
         self.portfolio = self._load()
         self.created = {"debtors": 0, "debts": 0, "phones": 0}
 
@@ -600,6 +603,7 @@ class _Importer:
                     _DEBTS.c.days_past_due,
                     _DEBTS.c.risk_score,
                     _DEBTS.c.product,
+                    _DEBTS.c.dpd_as_of,
                 ).where(_DEBTS.c.tenant_id == tenant)
             ).all()
             phones = conn.execute(
@@ -642,6 +646,7 @@ class _Importer:
                     r.days_past_due,
                     r.risk_score,
                     r.product,
+                    r.dpd_as_of,
                 )
                 for r in debts
             },
@@ -720,6 +725,7 @@ class _Importer:
                     d.days_past_due,
                     d.risk_score,
                     d.product,
+                    self.today,
                 )
                 created = True
             else:
@@ -737,6 +743,8 @@ class _Importer:
                     _keep(d.days_past_due, old_debt.days_past_due),
                     _keep(d.risk_score, old_debt.risk_score),
                     _keep(d.product, old_debt.product),
+                    # A file that states days past due states them as of its own day.
+                    self.today if d.days_past_due is not None else old_debt.dpd_as_of,
                 )
                 if debt == old_debt:
                     debt = None
@@ -848,6 +856,7 @@ class _Importer:
                     "days_past_due": s.days_past_due,
                     "risk_score": s.risk_score,
                     "product": s.product,
+                    "dpd_as_of": s.dpd_as_of,
                 },
                 {"tenant_id": tenant, "created_at": now, "status": DebtStatus.OPEN.value},
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dialer.cases.aging import AgeingReport, age_debts
 from dialer.cases.config_files import ConfigFileError
 from dialer.cases.errors import CaseError
 from dialer.cases.models import Actor
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser(
         "run",
         help="advance every open case one day: send, queue for calls, escalate (run daily)",
-        description="Scores cases never scored, gives each open case its strategy (or a "
+        description="Ages unpaid debts to today (days past due), scores cases never scored, gives each open case its strategy (or a "
         "stricter one, unless a manager chose it), takes the day's steps and carries them out. "
         "Running a day twice does nothing twice.",
     )
@@ -155,10 +156,15 @@ def _messaging(
     return service, templates, list(providers.values())
 
 
-def _print_run(report: RunReport, as_json: bool) -> None:
+def _print_run(report: RunReport, aged: AgeingReport, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), "aged": aged.aged, "aged_days": aged.days}))
         return
+    if aged.aged:
+        print(
+            f"ageing: {aged.aged} unpaid debts moved on to {aged.today.isoformat()} "
+            f"(up to {aged.days} days)"
+        )
     print(
         f"strategy run {report.today.isoformat()}: {report.cases} open cases, "
         f"{report.chosen} given a strategy, {report.rechosen} moved to a stricter one, "
@@ -200,6 +206,9 @@ def _run_on_store(args: argparse.Namespace, model: Any) -> int:
             cleared = clear_override(store, tenant_id, args.case_id, actor, args.why, now)
             print(f"case {args.case_id}: " + ("override cleared" if cleared else "no override"))
             return 0
+        today = args.date or now.date()
+        # Days past due first: the strategies, the re-score and the selection rules read them.
+        aged = age_debts(store, tenant_id, today, dry_run=args.dry_run)
         messaging, templates = None, dict(saved.templates(tenant))
         if args.messaging.exists():
             messaging, templates, closing = _messaging(
@@ -210,13 +219,13 @@ def _run_on_store(args: argparse.Namespace, model: Any) -> int:
             tenant_id,
             strategies,
             model,
-            today=args.date or now.date(),
+            today=today,
             now=now,
             messaging=messaging,
             templates=templates,
             dry_run=args.dry_run,
         )
-        _print_run(report, args.json)
+        _print_run(report, aged, args.json)
         return 0
     except ConfigFileError as exc:
         for problem in exc.problems:

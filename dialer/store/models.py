@@ -185,6 +185,9 @@ class Debt(Base):
     balance: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))
     days_past_due: Mapped[int] = mapped_column(Integer)
+    # The day days_past_due held on (migration 0016): the import's day, moved on by the nightly
+    # ageing (dialer/cases/aging.py) so a debt left unpaid grows older by itself.
+    dpd_as_of: Mapped[date | None] = mapped_column(Date)
     risk_score: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(20), default=DebtStatus.OPEN.value)
     # The creditor's product line (card, auto, mortgage ...), for assignment rules (0012).
