@@ -593,6 +593,10 @@ async def test_the_days_report_counts_the_calls_and_downloads_as_csv(site: Site)
     assert [(r["label"], r["attempts"]) for r in lines] == [("spring", "5"), ("All", "5")]
     bad = await sam.get("/api/manager/reports?period=year")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "period"
+    for day in ("0001-01-01", "9999-12-31"):  # a day before or after which no date exists
+        for kind in ("reports", "reports.csv"):
+            edge = await sam.get(f"/api/manager/{kind}?day={day}&period=month")
+            assert edge.status_code == 422 and day in edge.json()["detail"]
     await sam.aclose()
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from dialer.reports.definitions import BY_KEY, rolled_forward
+from dialer.reports.errors import ReportError
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -43,8 +44,16 @@ class Span:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
 
+# Far wider than any call history; the edges keep the day before and the month's end
+# (and a time zone's shift) inside what a date can hold.
+FIRST_DAY = date(1900, 1, 2)
+LAST_DAY = date(9999, 11, 30)
+
+
 def span_of(day: date, period: Period) -> Span:
     """The day, ISO week or calendar month that holds `day`."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ReportError(f"day {day.isoformat()}: outside {FIRST_DAY} to {LAST_DAY}")
     if period is Period.DAY:
         return Span(period, day, day)
     if period is Period.WEEK:
