@@ -102,3 +102,36 @@ def test_an_unknown_debtor_and_an_unknown_template_are_named(
     assert "unknown debtor ids: D-99" in capsys.readouterr().err
     assert main([*base, "send", "--template", "firm", "--to", "D-1", "--dry-run"]) == 2
     assert "template 'firm' not in" in capsys.readouterr().err
+
+
+def test_a_batch_goes_to_the_debtors_of_a_saved_segment_only(
+    setup: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from dialer.cases.models import Actor
+    from dialer.cases.segments import save_segment
+    from dialer.cases.state import open_cases
+    from dialer.store.models import Debtor
+
+    config, messaging, _ = setup
+    db = config.parent / "dialer.db"
+    store = open_store(f"sqlite:///{db}")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with store.begin() as conn:
+        debtors = dict(conn.execute(select(Debtor.external_id, Debtor.id)).all())
+        tenant_id = conn.execute(select(Debtor.tenant_id)).scalars().first()
+        open_cases(conn, tenant_id, debtors.values(), Actor.system("import"), now)
+    # Balances are 1,001, 1,002 and 1,003: the segment holds D-2 and D-3.
+    save_segment(store, tenant_id, "big", {"balance_min": 1002}, Actor.user("mei"), now)
+    store.close()
+    base = ["messages", "--config", str(config), "--messaging", str(messaging), "send"]
+    argv = [*base, "--template", "gentle", "--batch", "seg", "--dry-run"]
+    assert main([*argv, "--to", "segment:big"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run of seg: 2 messages" in out
+    assert "debtor " + str(debtors["D-1"]) + " " not in out
+    assert main([*argv, "--to", "segment:nope"]) == 2
+    assert "no segment 'nope'" in capsys.readouterr().err

@@ -278,6 +278,16 @@ def get_segment(store: Store, tenant_id: int, name: str) -> SegmentView:
         return _view(_segment_row(conn, tenant_id, name))
 
 
+def segment_debtor_ids(store: Store, tenant_id: int, name: str) -> list[int]:
+    """The debtors of the cases the saved segment `name` selects now, by case id; CaseError
+    when the tenant has no such segment."""
+    with store.begin() as conn:
+        saved = _view(_segment_row(conn, tenant_id, name))
+        chosen = SegmentFilter.model_validate(saved.filter)
+        rows = conn.execute(segment_cases(tenant_id, chosen)).all()
+    return [int(debtor_id) for _case_id, debtor_id in rows]
+
+
 def list_segments(store: Store, tenant_id: int) -> list[SegmentView]:
     with store.begin() as conn:
         rows = conn.execute(

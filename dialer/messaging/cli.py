@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from tqdm import tqdm
 
+from dialer.cases.segments import segment_debtor_ids
 from dialer.config import Config, load_config
 from dialer.gates import build_guard
 from dialer.logsafe import mask_phone
@@ -44,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     send.add_argument(
         "--to",
         required=True,
-        help="all (every debtor with an open debt), csv:FILE (column debtor_id; the imported "
-        "portfolio file works), or debtor ids separated by commas",
+        help="all (every debtor with an open debt), segment:NAME (the debtors of a saved "
+        "segment's cases), csv:FILE (column debtor_id; the imported portfolio file works), or "
+        "debtor ids separated by commas",
     )
     send.add_argument(
         "--batch",
@@ -100,6 +102,8 @@ class _Context:
         return templates[name]
 
     def debtor_ids(self, spec: str) -> list[int]:
+        if spec.startswith("segment:"):
+            return segment_debtor_ids(self.store, self.service.tenant_id, spec[8:])
         with self.store.begin() as conn:
             if spec == "all":
                 return all_debtors_with_open_debts(conn, self.service.tenant_id)
