@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 
 from dialer.store.db import Store, open_store, safe_url
 from dialer.store.models import Debtor, Phone, TranscriptSegment
@@ -448,6 +448,7 @@ class Target:
     cleanup: Callable[[], None]
     load_s: float = 0.0
     index_s: float = 0.0
+    reused: bool = False  # an earlier run's data set (--schema): measured, not loaded again
 
 
 def _sqlite_ts(when: datetime) -> str:
@@ -595,18 +596,42 @@ def _write_postgres(target: Target, chunk: Chunk) -> None:
         raw.close()
 
 
-def _open_targets(urls: list[str]) -> list[Target]:
+def _built(store: Store) -> tuple[int, int, list[int], list[int]] | None:
+    """The reference rows of an earlier run's kept data set (see --schema), or None."""
+    with store.begin() as conn:
+        tenant = conn.execute(
+            text("SELECT min(id) FROM tenants WHERE name LIKE 'bench-%'")
+        ).scalar_one()
+        if tenant is None:
+            return None
+        camp = conn.execute(
+            text("SELECT min(id) FROM campaigns WHERE tenant_id = :t"), {"t": tenant}
+        ).scalar_one()
+        debtors = list(
+            conn.execute(
+                text("SELECT id FROM debtors WHERE tenant_id = :t ORDER BY id"), {"t": tenant}
+            ).scalars()
+        )
+        phones = list(
+            conn.execute(
+                text("SELECT id FROM phones WHERE tenant_id = :t ORDER BY id"), {"t": tenant}
+            ).scalars()
+        )
+    return int(tenant), int(camp), debtors, phones
+
+
+def _open_targets(urls: list[str], schema_name: str | None = None) -> list[Target]:
     targets = []
     for url in urls:
         cleanup: Callable[[], None] = lambda: None  # noqa: E731
         if url.startswith("postgresql"):
             import sqlalchemy as sa
 
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            schema = schema_name or f"bench_{uuid.uuid4().hex[:10]}"
             admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
             try:
                 with admin.connect() as conn:
-                    conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             except sa.exc.OperationalError as exc:
                 print(f"skipping {safe_url(url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
                 admin.dispose()
@@ -634,12 +659,15 @@ def _open_targets(urls: list[str]) -> list[Target]:
             store = open_store(url)
             name = "sqlite"
         try:
-            tenant, camp, debtors, phones = _seed_reference_rows(store)
+            built = _built(store) if schema_name else None
+            tenant, camp, debtors, phones = built or _seed_reference_rows(store)
         except BaseException:  # the throwaway schema goes with the run that failed
             store.close()
             cleanup()
             raise
-        targets.append(Target(name, store, tenant, camp, debtors, phones, cleanup))
+        target = Target(name, store, tenant, camp, debtors, phones, cleanup)
+        target.reused = built is not None
+        targets.append(target)
     return targets
 
 
@@ -799,6 +827,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=int, default=200, help="timed searches per case")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the SQLite file and schema")
+    parser.add_argument(
+        "--schema",
+        default=None,
+        help="PostgreSQL schema to build in and keep (implies --keep); a schema an earlier run "
+        "built is measured again without loading (a million calls take about 45 min to load)",
+    )
     parser.add_argument("--json", action="store_true")
 
 
@@ -808,14 +842,23 @@ def run(args: argparse.Namespace) -> int:
     if not urls:
         tmp = tempfile.mkdtemp(prefix="bench-search-")
         urls = [f"sqlite:///{Path(tmp) / 'search.db'}", DEFAULT_PG]
-    targets = _open_targets(urls)
+    targets = _open_targets(urls, args.schema)
+    keep = args.keep or args.schema is not None
     report: dict[str, Any] = {"calls": args.calls, "databases": {}}
     try:
-        print(
-            f"building {args.calls:,} transcribed calls in {', '.join(t.name for t in targets)}",
-            file=sys.stderr,
-        )
-        segments = load(targets, args.calls, args.seed, progress=not args.json)
+        if all(t.reused for t in targets):
+            with targets[0].store.begin() as conn:
+                segments = int(
+                    conn.execute(select(func.count()).select_from(TranscriptSegment)).scalar_one()
+                )
+            print(f"measuring the kept data set in schema {args.schema}", file=sys.stderr)
+        else:
+            print(
+                f"building {args.calls:,} transcribed calls in "
+                f"{', '.join(t.name for t in targets)}",
+                file=sys.stderr,
+            )
+            segments = load(targets, args.calls, args.seed, progress=not args.json)
         report["segments"] = segments
         for t in targets:
             rows = measure(t, args.reps, args.seed)
@@ -846,9 +889,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for t in targets:
             t.store.close()
-            if not args.keep:
+            if not keep:
                 t.cleanup()
-        if tmp and not args.keep:
+        if tmp and not keep:
             for f in Path(tmp).iterdir():
                 f.unlink()
             Path(tmp).rmdir()
