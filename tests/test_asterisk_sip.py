@@ -20,13 +20,22 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from sqlalchemy import select
 
 from dialer.ami.client import ActionIds, AmiClientCore, EventReceived, ReplyReady
 from dialer.ami.protocol import Message
+from dialer.store.db import open_store
+from dialer.store.models import Recording
+from recording.archive import Archive, RetentionPolicy, verify
+from recording.audio_io import read_wav
+from recording.parties import party_paths
+from recording.service import archive_pending, collect_finished
 from sim.lab import SHIPPED_CONF, AsteriskLab, LabPorts
 from sim.sip.carrier import (
     AUDIO_DIR,
@@ -42,6 +51,7 @@ from sim.sip.carrier import (
 from sim.sip.make_audio import make_audio
 from tests.asterisk_rig import LabDialer, lab_dialer
 from tests.conftest import REQUIRE_SERVICES
+from tests.test_asterisk_recording import _speech_frames
 
 StartLab = Callable[..., AsteriskLab]
 StartCarrier = Callable[[int], SippCarrier]
@@ -429,6 +439,36 @@ async def test_answered_calls_amd_on_real_audio_far_end_bye_and_linkedid_on_ever
         legs = [str(m.get("Channel")) for m in channels if m.get("Linkedid") == row.linkedid]
         kinds = sorted(leg.split("/")[0] for leg in legs)
         assert kinds == (["Local", "Local", "PJSIP"] if row.agent_id else ["PJSIP"]), legs
+
+    # Recorded over the trunk too: the debtor's file carries the carrier's real RTP (its
+    # "Hello?", looped while it waits), the agent's the lab agent's prompt, in µ-law and A-law
+    # calls alike; the intake joins each pair into one archived two-channel WAV, unchanged.
+    talked = [r for r in rows.values() if r.agent_id]
+    parties = {}
+    for row in talked:
+        agent_file, debtor_file = party_paths(Path(row.recording_path))
+        agent, debtor = read_wav(agent_file), read_wav(debtor_file)
+        assert agent.rate == debtor.rate == 8000
+        assert _speech_frames(debtor.channel(0), 8000).sum() >= 10, row.number
+        assert _speech_frames(agent.channel(0), 8000).sum() >= 10, row.number
+        parties[row.id] = (agent.channel(0), debtor.channel(0))
+    store = open_store(dialer.database_url)
+    archive = Archive(tmp_path / "archive")
+    try:
+        now = datetime.now(UTC)
+        assert collect_finished(store, now).recordings == len(talked)
+        run = archive_pending(store, archive, RetentionPolicy(), now=lambda: now)
+        assert run.count("archived") == len(talked), run.outcomes
+        with store.session() as session:
+            kept = {r.attempt_id: r for r in session.scalars(select(Recording))}
+    finally:
+        store.close()
+    for attempt_id, (agent_side, debtor_side) in parties.items():
+        joined = read_wav(archive.root / str(kept[attempt_id].archive_path))
+        assert joined.channels == 2
+        np.testing.assert_array_equal(joined.channel(0)[: len(agent_side)], agent_side)
+        np.testing.assert_array_equal(joined.channel(1)[: len(debtor_side)], debtor_side)
+    assert verify(archive.root).ok
 
 
 @pytest.mark.asterisk
