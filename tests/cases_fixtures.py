@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from compliance_guard.rules import load_preset
@@ -17,7 +18,7 @@ from compliance_guard.service import Guard, RuleBook
 from compliance_guard.store_sql import SqlStore
 from dialer.importer import COLUMNS, import_csv
 from dialer.store import attempts as repo
-from dialer.store.db import open_store
+from dialer.store.db import Store, open_store
 from tests.conftest import POSTGRES_URL, _need
 from tests.test_desk import T0, TENANT, Desk, _row
 
@@ -44,6 +45,24 @@ def migrated(kind: str, folder: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database of each kind, shared by one module's tests (see migrated_store)."""
+    with migrated(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_store(migrated_url: str) -> Iterator[Store]:
+    """The module's database, emptied for this test and opened."""
+    empty(migrated_url)
+    opened = open_store(migrated_url)
+    yield opened
+    opened.close()
 
 
 def empty(url: str) -> None:

@@ -14,6 +14,9 @@ import pytest
 
 from sim.lab import AsteriskLab, LabUnsupported, asterisk_available
 
+# migrated_url / migrated_store: one migrated database per module, emptied per test.
+pytest_plugins = ("tests.cases_fixtures",)
+
 REPO = Path(__file__).resolve().parent.parent
 # The real Asterisk 20.20.1 captures ship with the simulator they specify (sim/traces);
 # DIALER_TRACES_DIR points the tests at another set, e.g. fresh captures from a newer Asterisk.

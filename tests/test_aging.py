@@ -6,7 +6,6 @@ strategy on the day it should. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -16,28 +15,16 @@ import sqlalchemy as sa
 from dialer.cases.aging import age_debts
 from dialer.importer import COLUMNS, import_csv
 from dialer.store import attempts as repo
-from dialer.store.db import Store, open_store
+from dialer.store.db import Store
 from dialer.store.models import Case, Debt, DebtStatus
-from tests.cases_fixtures import empty, migrated
 from tests.test_desk import T0, TENANT, _row
 
 DAY0 = T0.date()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("aging")) as url:
-        yield url
-
-
 @pytest.fixture
-def store(migrated_url: str) -> Iterator[Store]:
-    empty(migrated_url)
-    opened = open_store(migrated_url)
-    yield opened
-    opened.close()
+def store(migrated_store: Store) -> Store:
+    return migrated_store
 
 
 def _import(store: Store, folder: Path, dpd: dict[str, int], at: datetime = T0) -> None:

@@ -6,7 +6,6 @@ rules file is refused naming the key."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,29 +30,17 @@ from dialer.cases.scoring import RiskBand
 from dialer.cli import main
 from dialer.importer import COLUMNS, import_csv
 from dialer.store import attempts as repo
-from dialer.store.db import Store, open_store
+from dialer.store.db import Store
 from dialer.store.models import Case, CaseHistory, Debtor, Team
-from tests.cases_fixtures import empty, migrated
 from tests.test_desk import T0, TENANT, _row
 
 NOW = T0
 HEADER = (*COLUMNS, "product")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("assign")) as url:
-        yield url
-
-
 @pytest.fixture
-def store(migrated_url: str) -> Iterator[Store]:
-    empty(migrated_url)
-    opened = open_store(migrated_url)
-    yield opened
-    opened.close()
+def store(migrated_store: Store) -> Store:
+    return migrated_store
 
 
 def _debtor(ext: str, **facts: str) -> dict[str, str]:

@@ -34,19 +34,11 @@ from dialer.store.models import (
     DispositionCode,
     Payment,
 )
-from tests.cases_fixtures import empty, migrated, open_world
+from tests.cases_fixtures import empty, open_world
 from tests.test_desk import T0, TENANT, Desk, _row
 
 MANAGER = Actor.user("mei")
 DAY = T0.date()  # Monday 4 May 2026
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("cases")) as url:
-        yield url
 
 
 @pytest.fixture

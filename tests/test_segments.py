@@ -5,7 +5,6 @@ dials exactly the debtors of those cases, through the real engine and the Asteri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from dialer.cases.errors import CaseError
 from dialer.cases.models import Actor
 from dialer.cli import main
 from dialer.store import attempts as repo
-from dialer.store.db import Store, open_store
+from dialer.store.db import Store
 from dialer.store.models import CallAttempt, Case, Debtor
-from tests.cases_fixtures import empty, migrated
 from tests.test_assignment import NOW, _debtor, _import, _rules, _staff, _tenant
 from tests.test_desk import TENANT
 from tests.test_engine import _rig, _sim
@@ -29,20 +27,9 @@ from tests.test_engine import _rig, _sim
 MANAGER = Actor.user("mei")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("segments")) as url:
-        yield url
-
-
 @pytest.fixture
-def store(migrated_url: str) -> Iterator[Store]:
-    empty(migrated_url)
-    opened = open_store(migrated_url)
-    yield opened
-    opened.close()
+def store(migrated_store: Store) -> Store:
+    return migrated_store
 
 
 def _world(store: Store, tmp_path: Path) -> None:

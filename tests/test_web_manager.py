@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -36,7 +36,7 @@ from dialer.store.models import Case, Role
 from dialer.web.auth import Auth
 from dialer.web.cases_api import cases_router
 from dialer.web.manager import manager_router
-from tests.cases_fixtures import empty, migrated
+from tests.cases_fixtures import empty
 from tests.test_desk import T0, _row
 
 PASSWORD = "manager-pages-password"
@@ -132,14 +132,6 @@ def build_book(store: Store, folder: Path) -> dict[str, int]:
     )
     service.change_status(store, tenant_id, cases["D3"], CaseStatus.LEGAL, boss, "lawyer", T0)
     return cases
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("manager")) as url:
-        yield url
 
 
 @pytest.fixture
