@@ -34,6 +34,9 @@ def test_demo_json_reports_every_outcome_class_over_300_debtors() -> None:
             "--time-scale",
             "300",
             "--json",
+            # the recordings' side of the demo is tests/test_pipeline_demo.py's
+            "--transcribe",
+            "off",
         ],
         capture_output=True,
         text=True,
