@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 
 from dialer.store.db import Store, open_store, safe_url
-from dialer.store.models import Debtor, Phone, TranscriptSegment
+from dialer.store.models import Debtor, Phone, Transcript, TranscriptSegment
 from recording.search import search
 from recording.transcripts import (
     index_body,
@@ -850,6 +850,11 @@ def run(args: argparse.Namespace) -> int:
             with targets[0].store.begin() as conn:
                 segments = int(
                     conn.execute(select(func.count()).select_from(TranscriptSegment)).scalar_one()
+                )
+                args.calls = int(
+                    conn.execute(
+                        select(func.count(func.distinct(Transcript.attempt_id)))
+                    ).scalar_one()
                 )
             print(f"measuring the kept data set in schema {args.schema}", file=sys.stderr)
         else:
