@@ -51,7 +51,7 @@ files first and raise `recording.errors.BadRecording` for unusable ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -231,7 +231,8 @@ class CallMetrics:
 # --- intervals --------------------------------------------------------------------------------
 
 
-def _merge(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+def merge_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping or touching (start, end) spans joined, in order; empty ones dropped."""
     out: list[tuple[float, float]] = []
     for start, end in sorted(spans):
         if out and start <= out[-1][1]:
@@ -241,9 +242,10 @@ def _merge(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def _intersect(
+def intersect_spans(
     a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]
 ) -> list[tuple[float, float]]:
+    """Where two ordered, disjoint span lists overlap (say, both parties talking)."""
     out: list[tuple[float, float]] = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -509,8 +511,8 @@ def measure_call(
     d = _party(debtor, rate, Party.DEBTOR, cfg)
     a_spans = [(s.start_s, s.end_s) for s in a.segments]
     d_spans = [(s.start_s, s.end_s) for s in d.segments]
-    overtalk = [Interval(s, e) for s, e in _intersect(a_spans, d_spans)]
-    silences = [Interval(s, e) for s, e in _gaps(_merge(a_spans + d_spans), duration)]
+    overtalk = [Interval(s, e) for s, e in intersect_spans(a_spans, d_spans)]
+    silences = [Interval(s, e) for s, e in _gaps(merge_spans(a_spans + d_spans), duration)]
     silence_s = sum(i.duration_s for i in silences)
     longest = max(silences, key=lambda i: i.duration_s, default=None)
     return CallMetrics(

@@ -43,6 +43,7 @@ from dialer.errors import StoreError
 from dialer.store.db import Store, error_reason
 from dialer.store.models import Party, QaFlag, QaFlagKind, QaScore, QaVerdict
 from recording.errors import RecordingError
+from recording.metrics import intersect_spans, merge_spans
 from recording.transcripts import (
     TranscriptIn,
     Word,
@@ -642,7 +643,7 @@ class TalkNumbers:
             by_party.setdefault(Party(t.party), []).extend(
                 (s.start_s, s.end_s) for s in t.segments if s.end_s > s.start_s
             )
-        every = _merge([s for spans in by_party.values() for s in spans])
+        every = merge_spans([s for spans in by_party.values() for s in spans])
         if not every:
             return cls()
         gaps = [(a[1], b[0]) for a, b in itertools.pairwise(every)]
@@ -654,8 +655,8 @@ class TalkNumbers:
             "longest_silence_at_s": None if top_gap is None else top_gap[0],
         }
         if Party.AGENT in by_party and Party.DEBTOR in by_party:
-            agent, debtor = _merge(by_party[Party.AGENT]), _merge(by_party[Party.DEBTOR])
-            both = _intersect(agent, debtor)
+            agent, debtor = merge_spans(by_party[Party.AGENT]), merge_spans(by_party[Party.DEBTOR])
+            both = intersect_spans(agent, debtor)
             talk = sum(b - a for a, b in agent) + sum(b - a for a, b in debtor)
             top = max(both, key=lambda s: s[1] - s[0], default=None)
             overtalk_s = sum(b - a for a, b in both)
@@ -664,32 +665,6 @@ class TalkNumbers:
             numbers["longest_overtalk_s"] = 0.0 if top is None else top[1] - top[0]
             numbers["longest_overtalk_at_s"] = None if top is None else top[0]
         return cls(**numbers)
-
-
-def _merge(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for start, end in sorted(spans):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def _intersect(
-    a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]
-) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if end > start:
-            out.append((start, end))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
