@@ -202,6 +202,20 @@ class WebConfig:
                 raise ConfigError(f"web.transfer_to: {exc.reason}") from None
 
 
+@dataclass(frozen=True)
+class MessagingConfig:
+    """The messaging settings file (providers, payment link; dialer/messaging/config.py) that
+    the running dialer's pages send message batches with, as `dialer messages --messaging`
+    does from the shell."""
+
+    # Relative to the working directory, like the CLI's default. Empty, or no such file:
+    # sending from the pages is off (the pages say why); a file with a mistake stops the start.
+    file: str = "messaging.toml"
+
+    def path(self) -> Path | None:
+        return Path(self.file) if self.file.strip() else None
+
+
 # Legal minimum keeping of call recordings, in days, by name: usable for a tenant in
 # [recordings] retention_days (China: at least 2 years; US: 3 years).
 RETENTION_PRESETS: Mapping[str, int] = {"cn": 730, "us": 1095}
@@ -282,6 +296,7 @@ class Config:
     agents: tuple[AgentConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
+    messaging: MessagingConfig = field(default_factory=MessagingConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -335,6 +350,7 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
         "ComplianceConfig": ComplianceConfig,
         "WebConfig": WebConfig,
         "RecordingsConfig": RecordingsConfig,
+        "MessagingConfig": MessagingConfig,
     }
     if ann in nested:
         return _build(nested[ann], value, where)
@@ -381,6 +397,9 @@ def _env_overrides(config: Config, env: Mapping[str, str]) -> Config:
             raise ConfigError(
                 f"DIALER_TIME_SCALE: not a number: {env['DIALER_TIME_SCALE']!r}"
             ) from exc
+    if "DIALER_MESSAGING_FILE" in env:
+        # Set but empty turns sending from the pages off.
+        changes["messaging"] = MessagingConfig(file=env["DIALER_MESSAGING_FILE"])
     secret = env.get("DIALER_AMI_SECRET")
     if secret:
         servers = tuple(dataclasses.replace(s, secret=Secret(secret)) for s in config.ami.servers)

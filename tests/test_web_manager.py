@@ -6,11 +6,14 @@ answer; supervisors read, only managers save; another tenant sees nothing of it.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
 import json
+import threading
 import tomllib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from compliance_guard.models import Flag, FlagScope
 from compliance_guard.rules import load_preset
 from compliance_guard.service import Guard, RuleBook
 from compliance_guard.store_sql import SqlStore
@@ -28,7 +32,13 @@ from dialer.cases import service
 from dialer.cases.models import Actor, CaseStatus
 from dialer.cases.strategy import SHIPPED
 from dialer.cases.tenant_files import SHIPPED_TEMPLATES, Kind, TenantFiles
+from dialer.config import load_config
+from dialer.errors import ConfigError
 from dialer.importer import COLUMNS, import_csv
+from dialer.messaging.file_provider import FileProvider
+from dialer.messaging.jobs import BatchJobs, Outbox, open_outbox
+from dialer.messaging.models import Channel, Outgoing, SendResult
+from dialer.messaging.tables import Message
 from dialer.store import attempts as repo
 from dialer.store import users
 from dialer.store.db import Store, open_store
@@ -60,9 +70,37 @@ BOOK = (
     ("other", "X1", "王芳", "X1", "300.00", "95", "212-555-0199"),
 )
 
+PAY = "https://pay.example.com/d/{debtor}"
+
 # What the nightly runs leave on a case they chose a strategy for and scored.
 REASONS = ["rule 3", "days past due 95 >= 60"]
 TERMS = [["days_past_due", 95, 0.35, "95 days past due"], ["balance", 300.0, 0.15, "owes 300"]]
+
+
+class GatedProvider:
+    """The file provider (one JSON line per message), held at `gate` while a test closes it:
+    a batch can be caught running."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = FileProvider(Channel.SMS, path)
+        self.name = "file"
+        self.channel = Channel.SMS
+        self.batch_size = self.inner.batch_size
+        self.path = path
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        assert self.gate.wait(30), "the test never opened the gate"
+        return self.inner.send(messages)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def sent(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text("utf-8").splitlines()]
 
 
 @dataclass
@@ -73,6 +111,9 @@ class Site:
     files: TenantFiles
     tenant_id: int
     cases: dict[str, int]  # debtor external id -> case id
+    sms: GatedProvider | None = None
+    guard: Guard | None = None
+    jobs: BatchJobs | None = field(default=None, repr=False)
 
     async def client(self, username: str) -> httpx.AsyncClient:
         tenant, role, agent_id = USERS[username]
@@ -144,11 +185,17 @@ async def site(migrated_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     )
     auth = Auth(store, clock=lambda: T0)
     files = TenantFiles(tmp_path / "tenants")
+    sms = GatedProvider(tmp_path / "sms-out.jsonl")
+    outbox = Outbox("bank", {Channel.SMS: sms}, PAY, source="messaging.toml")
+    jobs = BatchJobs(store, guard, outbox, clock=lambda: T0)
     app = FastAPI()
     app.include_router(auth.router())
-    app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0))
+    app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0, jobs=jobs))
     app.include_router(cases_router(store, auth, lambda: T0))
-    yield Site(store, app, auth, files, repo.ensure_tenant(store, "bank"), cases)
+    tenant_id = repo.ensure_tenant(store, "bank")
+    yield Site(store, app, auth, files, tenant_id, cases, sms, guard, jobs)
+    sms.gate.set()
+    await asyncio.to_thread(jobs.close)
     await auth.drain()
     store.close()
 
@@ -598,7 +645,17 @@ async def test_a_manager_gives_a_case_to_a_collector_by_hand_and_it_is_kept_ther
     from dialer.cases import assignment_service
 
     assignment_service.save_collector(site.store, site.tenant_id, "a7", T0, team="desk")
+    assignment_service.save_collector(
+        site.store, site.tenant_id, "a8", T0, team="desk", capacity=5, active=False
+    )
     mei, sam = await site.client("mei"), await site.client("sam")
+    # The collectors to choose from, with their load; supervisors read them too.
+    listed = (await sam.get("/api/manager/collectors")).json()
+    assert [(c["agent_id"], c["team"], c["open_cases"], c["active"]) for c in listed] == [
+        ("a7", "desk", 0, True),
+        ("a8", "desk", 0, False),
+    ]
+    assert listed[1]["capacity"] == 5
     url = f"/api/manager/cases/{site.cases['D4']}/collector"
     given = await mei.post(url, json={"agent_id": "a7", "why": "knows the family"})
     assert given.status_code == 200, given.text
@@ -606,6 +663,10 @@ async def test_a_manager_gives_a_case_to_a_collector_by_hand_and_it_is_kept_ther
     case = (await mei.get(f"/api/cases/{site.cases['D4']}")).json()
     assert case["agent_id"] == "a7" and case["agent_kept"] is True
     assert any("knows the family" in h["reason"] for h in case["history"])
+    loads = {
+        c["agent_id"]: c["open_cases"] for c in (await mei.get("/api/manager/collectors")).json()
+    }
+    assert loads == {"a7": 1, "a8": 0}
     nobody = await mei.post(url, json={"agent_id": "zed", "why": "x"})
     assert nobody.status_code == 422
     assert nobody.json()["detail"][0]["loc"] == ["body", "agent_id"]
@@ -614,3 +675,251 @@ async def test_a_manager_gives_a_case_to_a_collector_by_hand_and_it_is_kept_ther
     assert back.json() == {"case_id": site.cases["D4"], "agent_id": None, "kept": False}
     await mei.aclose()
     await sam.aclose()
+
+
+# ----- message batches to a segment -----
+
+LATE = {"name": "late", "filter": {"days_past_due_min": 40}}  # D1, D2, D3, D5; not D4
+NUMBERS = {"D1": "+12125550100", "D2": "+12125550102", "D3": "+12125550103", "D5": "+12125550105"}
+BATCH = f"reminder_gentle-late-{T0.date().isoformat()}"
+
+
+def _messages(site: Site) -> int:
+    with site.store.begin() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(Message)).scalar_one())
+
+
+async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, object]:
+    """The job once done (polled as the page polls it)."""
+    async with asyncio.timeout(30):
+        while True:
+            reply = await client.get(f"/api/manager/batches/{job_id}")
+            assert reply.status_code == 200, reply.text
+            if reply.json()["done"]:
+                return dict(reply.json())
+            await asyncio.sleep(0.02)
+
+
+async def _late_segment_and_an_opt_out(site: Site, mei: httpx.AsyncClient) -> None:
+    assert (await mei.post("/api/manager/segments", json=LATE)).status_code == 201
+    assert site.guard is not None
+    # D5 replied STOP: the guard refuses texts to that number from now on.
+    site.guard.set_flag("bank", Flag.OPT_OUT_SMS, FlagScope.PHONE, NUMBERS["D5"], T0)
+
+
+async def test_a_dry_run_to_a_segment_gives_the_figures_and_writes_nothing(site: Site) -> None:
+    mei = await site.client("mei")
+    await _late_segment_and_an_opt_out(site, mei)
+    setup = (await mei.get("/api/manager/batches")).json()
+    assert setup["on"] is True and setup["why_off"] is None and setup["jobs"] == []
+    gentle = next(t for t in setup["templates"] if t["name"] == "reminder_gentle")
+    assert gentle == {
+        "name": "reminder_gentle",
+        "channel": "sms",
+        "languages": ["zh-CN", "en"],
+        "provider": True,
+    }
+    reply = await mei.post(
+        "/api/manager/batches",
+        json={"segment": "late", "template": "reminder_gentle", "dry_run": True},
+    )
+    assert reply.status_code == 200, reply.text
+    dry = reply.json()["dry_run"]
+    assert dry["batch_key"] == BATCH
+    assert (dry["debtors"], dry["go_now"], dry["wait"], dry["refused"], dry["skipped"]) == (
+        4,
+        3,
+        0,
+        1,
+        0,
+    )
+    first = dry["previews"][0]
+    assert first["language"] == "en" and "https://pay.example.com/d/D" in first["body"]
+    assert "5550" not in first["recipient"]  # masked
+    # Nothing written, nothing sent, nothing reserved.
+    assert _messages(site) == 0 and site.sms is not None and site.sms.sent() == []
+    with site.store.begin() as conn:
+        reserved = conn.execute(sa.text("SELECT count(*) FROM compliance_reservation"))
+        assert reserved.scalar_one() == 0
+    audit = users.list_audit(site.store, site.tenant_id)
+    assert (audit[0].action, audit[0].target) == ("messages.batch_dry_run", f"batch:{BATCH}")
+    await mei.aclose()
+
+
+async def test_a_batch_sends_each_debtor_of_the_segment_once_and_counts_refusals(
+    site: Site,
+) -> None:
+    mei, sam = await site.client("mei"), await site.client("sam")
+    await _late_segment_and_an_opt_out(site, mei)
+    assert site.sms is not None
+    body = {"segment": "late", "template": "reminder_gentle"}
+    # Held at the provider: a second start of the same batch joins the running one.
+    site.sms.gate.clear()
+    first = await mei.post("/api/manager/batches", json=body)
+    assert first.status_code == 202, first.text
+    again = await mei.post("/api/manager/batches", json=body)
+    assert again.status_code == 202 and again.json()["joined"] is True
+    job_id = first.json()["job"]["id"]
+    assert again.json()["job"]["id"] == job_id and first.json()["joined"] is False
+    site.sms.gate.set()
+    # A supervisor watches it to the end.
+    done = await _finished(sam, job_id)
+    assert done["state"] == "done" and done["error"] is None and done["percent"] == 100
+    assert (done["batch_key"], done["debtors"], done["planned"], done["processed"]) == (
+        BATCH,
+        4,
+        4,
+        4,
+    )
+    assert (done["sent"], done["refused"], done["scheduled"], done["failed"]) == (3, 1, 0, 0)
+    sent = site.sms.sent()
+    # Each debtor of the segment once; D4 (outside it) and the opted-out D5 not at all.
+    assert sorted(m["to"] for m in sent) == sorted(NUMBERS[d] for d in ("D1", "D2", "D3"))
+    assert all(m["body"].startswith("Hi ") for m in sent)
+    assert "https://pay.example.com/d/D1" in next(
+        m["body"] for m in sent if m["to"] == NUMBERS["D1"]
+    )
+    # Started again the same day: the same batch, nothing sent twice.
+    rerun = await mei.post("/api/manager/batches", json=body)
+    assert rerun.status_code == 202 and rerun.json()["joined"] is False
+    second = await _finished(mei, rerun.json()["job"]["id"])
+    assert second["batch_key"] == BATCH and second["state"] == "done"
+    assert (second["created"], second["already"], second["planned"], second["sent"]) == (0, 4, 0, 0)
+    assert len(site.sms.sent()) == 3 and _messages(site) == 4
+    listed = (await sam.get("/api/manager/batches")).json()["jobs"]
+    assert [j["id"] for j in listed] == [rerun.json()["job"]["id"], job_id]
+    # Every start is audited, the joined one too.
+    starts = [
+        a
+        for a in users.list_audit(site.store, site.tenant_id)
+        if a.action == "messages.batch_start"
+    ]
+    assert len(starts) == 3 and {a.target for a in starts} == {f"batch:{BATCH}"}
+    await mei.aclose()
+    await sam.aclose()
+
+
+async def test_a_batch_naming_what_is_not_there_is_refused_at_the_field(site: Site) -> None:
+    mei, sam, a1 = await site.client("mei"), await site.client("sam"), await site.client("a1")
+    boss = await site.client("boss")
+    assert (await mei.post("/api/manager/segments", json=LATE)).status_code == 201
+    url = "/api/manager/batches"
+    for body, field_name in (
+        ({"segment": "nope", "template": "reminder_gentle"}, "segment"),
+        ({"segment": "late", "template": "nope"}, "template"),
+        # An e-mail template, and the messaging file has no e-mail provider.
+        ({"segment": "late", "template": "reminder_gentle_email"}, "template"),
+        ({"segment": "late", "template": "reminder_gentle", "language": "fr"}, "language"),
+    ):
+        reply = await mei.post(url, json=body)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["detail"][0]["loc"] == ["body", field_name]
+    ok = {"segment": "late", "template": "reminder_gentle"}
+    # Agents do not send, nor do supervisors; neither reads a batch of another tenant.
+    assert (await a1.post(url, json=ok)).status_code == 403
+    assert (await a1.get(url)).status_code == 403
+    assert (await sam.post(url, json=ok)).status_code == 403
+    started = await mei.post(url, json=ok)
+    job_id = started.json()["job"]["id"]
+    assert (await boss.get(f"{url}/{job_id}")).status_code == 404
+    assert (await boss.get(url)).json()["on"] is False  # set up for "bank" only
+    assert (await _finished(sam, job_id))["state"] == "done"
+    assert _messages(site) == 4
+    for client in (mei, sam, a1, boss):
+        await client.aclose()
+
+
+def test_the_pages_know_the_messaging_file_or_say_why_they_cannot_send(tmp_path: Path) -> None:
+    plain = tmp_path / "dialer.toml"
+    plain.write_text("")
+    assert load_config(plain, env={}).messaging.file == "messaging.toml"
+    off = tmp_path / "off.toml"
+    off.write_text('[messaging]\nfile = ""\n')
+    assert load_config(off, env={}).messaging.path() is None
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[messaging]\nfiles = "m.toml"\n')
+    with pytest.raises(ConfigError, match=r"messaging\.files: unknown setting"):
+        load_config(typo, env={})
+    assert load_config(plain, env={"DIALER_MESSAGING_FILE": "x.toml"}).messaging.file == "x.toml"
+    assert (
+        open_outbox(None, "bank").refusal("bank") == "no messaging file is set ([messaging] file)"
+    )
+    missing = open_outbox(tmp_path / "messaging.toml", "bank")
+    assert "no such messaging file" in str(missing.refusal("bank"))
+    settings = tmp_path / "messaging.toml"
+    settings.write_text(
+        'payment_link = "https://pay.example.com/{debtor}"\n'
+        f'[sms]\nprovider = "file"\npath = "{tmp_path / "out.jsonl"}"\n'
+    )
+    outbox = open_outbox(settings, "bank")
+    assert outbox.refusal("bank") is None and outbox.refusal("other") is not None
+    assert outbox.payment_link == "https://pay.example.com/{debtor}"
+    assert set(outbox.providers) == {Channel.SMS}
+    settings.write_text('[sms]\nprovider = "pigeon"\n')
+    with pytest.raises(ConfigError, match=r"sms\.provider"):
+        open_outbox(settings, "bank")
+
+
+async def test_the_running_dialer_sends_from_the_pages_with_its_messaging_file(
+    tmp_path: Path,
+) -> None:
+    """`dialer run`'s pages (dialer/web/wiring.py): [messaging] file names the settings; the
+    pages send a batch with its provider and write its payment link into previews."""
+    from dialer.cases import segments
+    from dialer.config import MessagingConfig
+    from dialer.gates import build_guard
+    from dialer.web.wiring import pages
+    from tests.test_engine import _rig, _sim
+
+    rig = await _rig(tmp_path, f"sqlite:///{tmp_path / 'dialer.db'}", [_sim()], debtors=6, agents=0)
+    out = tmp_path / "sms-out.jsonl"
+    settings = tmp_path / "messaging.toml"
+    settings.write_text(
+        f'payment_link = "{PAY}"\n[sms]\nprovider = "file"\npath = "{out}"\n', encoding="utf-8"
+    )
+    config = dataclasses.replace(rig.config, messaging=MessagingConfig(file=str(settings)))
+    tenant = config.campaign.tenant
+    users.add_user(rig.store, tenant, "mei", PASSWORD, Role.MANAGER)
+    tenant_id = repo.ensure_tenant(rig.store, tenant)
+    segments.save_segment(
+        rig.store, tenant_id, "all", {"days_past_due_min": 0}, Actor.user("mei"), T0
+    )
+    try:
+        guard = build_guard(config, rig.store)
+        async with (
+            pages(rig.engine, config, guard, port=0) as port,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as mei,
+        ):
+            login = {"tenant": tenant, "username": "mei", "password": PASSWORD}
+            assert (await mei.post("/api/login", json=login)).status_code == 200
+            assert (await mei.get("/api/manager/batches")).json()["on"] is True
+            body = {"segment": "all", "template": "reminder_gentle", "batch": "wired"}
+            dry = await mei.post("/api/manager/batches", json={**body, "dry_run": True})
+            figures = dry.json()["dry_run"]
+            assert figures["debtors"] == 6
+            counted = ("go_now", "wait", "refused", "skipped")
+            assert sum(figures[k] for k in counted) == 6
+            started = await mei.post("/api/manager/batches", json=body)
+            assert started.status_code == 202, started.text
+            done = await _finished(mei, started.json()["job"]["id"])
+            assert done["state"] == "done" and done["batch_key"] == "wired"
+            sent = out.read_text("utf-8").splitlines() if out.exists() else []
+            assert len(sent) == done["sent"]
+            # The messaging file's payment link reaches a real debtor's preview.
+            listed = (await mei.get("/api/manager/cases")).json()["cases"]
+            shown = []
+            for case in listed:
+                reply = await mei.post(
+                    "/api/manager/templates/preview",
+                    json={
+                        "template": "reminder_gentle",
+                        "language": "en",
+                        "case_id": case["id"],
+                    },
+                )
+                if reply.status_code == 200:
+                    shown.append(reply.json()["body"])
+            assert shown and all("https://pay.example.com/d/" in b for b in shown)
+    finally:
+        rig.store.close()
+        await rig.sim.close()

@@ -2,7 +2,9 @@
 tests/test_web_manager.py: a manager signs in and lands on the cases, filters them, opens one and
 reads its timeline, adds a note; edits the strategies with a mistake, sees the problem at its
 key and line, fixes it and saves; previews a template in Chinese; reads the day's report with
-its chart; and the pages speak Chinese in zh-CN. Screenshots go to /tmp/shots."""
+its chart; and the pages speak Chinese in zh-CN. Then a manager sends a text to a segment (dry
+run, confirm, the progress bar to 100%, the counts) and gives a case to a collector by hand.
+Screenshots go to /tmp/shots."""
 
 from __future__ import annotations
 
@@ -14,10 +16,15 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from compliance_guard.models import Flag, FlagScope
 from compliance_guard.rules import load_preset
 from compliance_guard.service import Guard, RuleBook
 from compliance_guard.store_sql import SqlStore
+from dialer.cases import assignment_service, segments
+from dialer.cases.models import Actor
 from dialer.cases.tenant_files import Kind, TenantFiles
+from dialer.messaging.jobs import BatchJobs, Outbox
+from dialer.messaging.models import Channel
 from dialer.store import attempts as repo
 from dialer.store import users
 from dialer.store.db import open_store
@@ -37,10 +44,13 @@ from tests.test_web_browser import (
 from tests.test_web_manager import (
     BROKEN,
     MISTAKE,
+    NUMBERS,
     PASSWORD,
+    PAY,
     STRATEGIES,
     TEMPLATES,
     USERS,
+    GatedProvider,
     Site,
     _calls,
     build_book,
@@ -72,22 +82,30 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         SqlStore(store.engine), RuleBook({"us-regf": load_preset("us-regf")}, default="us-regf")
     )
     files = TenantFiles(root / "tenants")
+    sms = GatedProvider(root / "sms-out.jsonl")
+    jobs = BatchJobs(
+        store,
+        guard,
+        Outbox("bank", {Channel.SMS: sms}, PAY, source="messaging.toml"),
+        clock=lambda: T0,
+    )
     app = FastAPI()
     app.include_router(auth.router())
     app.include_router(cases_router(store, auth, lambda: T0))
-    app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0))
+    app.include_router(manager_router(store, auth, files, guard=guard, clock=lambda: T0, jobs=jobs))
     # The sign-in page, as dialer/web/app.py serves it.
     app.add_api_route("/", lambda: FileResponse(STATIC / "index.html"), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    site = Site(store, app, auth, files, repo.ensure_tenant(store, "bank"), cases)
+    site = Site(store, app, auth, files, repo.ensure_tenant(store, "bank"), cases, sms, guard, jobs)
     _calls(site, answered=2, unanswered=1)
-    for username in ("mei",):
+    for username in ("mei", "boss"):
         tenant, role, agent_id = USERS[username]
         users.add_user(store, tenant, username, PASSWORD, role, agent_id=agent_id)
     try:
         with Served(site) as running:  # type: ignore[arg-type]
             yield running
     finally:
+        jobs.close()
         store.close()
 
 
@@ -133,6 +151,19 @@ def _show_cases(driver: WebDriver) -> list[str]:
     return _listed(driver)
 
 
+def _sign_in(driver: WebDriver, url: str, username: str = "mei") -> None:
+    """A manager signs in and lands on the cases."""
+    driver.get(url + "/")
+    _wait(driver, lambda d: d.find_element(By.ID, "login-tenant"))
+    # The page remembers the last tenant signed in to.
+    driver.find_element(By.ID, "login-tenant").clear()
+    driver.find_element(By.ID, "login-tenant").send_keys(USERS[username][0])
+    driver.find_element(By.ID, "login-username").send_keys(username)
+    driver.find_element(By.ID, "login-password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-submit").click()
+    _wait(driver, lambda d: d.current_url.split("#")[0].rstrip("/").endswith("/manager"))
+
+
 def _type_into_editor(driver: WebDriver, element_id: str, text: str) -> None:
     """Replace the editor's text as typing would (an input event follows)."""
     driver.execute_script(
@@ -147,14 +178,7 @@ def test_a_manager_works_cases_fixes_a_strategy_and_previews_a_template(
     served: Served, browser: WebDriver
 ) -> None:
     site: Site = served.site  # type: ignore[assignment]
-    browser.get(served.url + "/")
-    _wait(browser, lambda d: d.find_element(By.ID, "login-tenant"))
-    browser.find_element(By.ID, "login-tenant").send_keys("bank")
-    browser.find_element(By.ID, "login-username").send_keys("mei")
-    browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login-submit").click()
-    # A manager's day starts at the cases.
-    _wait(browser, lambda d: d.current_url.split("#")[0].rstrip("/").endswith("/manager"))
+    _sign_in(browser, served.url)
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cases tbody tr")) == 5)
     assert _listed(browser) == ["D3", "D2", "D5", "D1", "D4"]
     _shot(browser, "manager-cases-en")
@@ -318,3 +342,109 @@ def test_a_manager_works_cases_fixes_a_strategy_and_previews_a_template(
     _wait(browser, lambda d: _visible(d, "#pv-go"))
     assert _text(browser, "#h-preview") == "预览"
     _shot(browser, "manager-templates-zh")
+
+
+def _figure(driver: WebDriver, box: str, name: str) -> str:
+    return _now(driver, f'{box} dd[data-figure="{name}"]')
+
+
+def _send(driver: WebDriver, template: str) -> None:
+    """Dry run of `template` to the segment "late", then confirmed."""
+    Select(driver.find_element(By.ID, "send-segment")).select_by_value("late")
+    Select(driver.find_element(By.ID, "send-template")).select_by_value(template)
+    driver.find_element(By.ID, "send-check").click()
+    _wait(driver, lambda d: _visible(d, "#send-dry") and _visible(d, "#send-go"))
+
+
+def _bar_full(driver: WebDriver) -> bool:
+    bar = driver.find_element(By.ID, "send-bar")
+    return bar.get_attribute("aria-valuenow") == "100" and _visible(driver, "#send-result")
+
+
+def test_a_manager_sends_a_text_to_a_segment_and_gives_a_case_by_hand(
+    served: Served, browser: WebDriver
+) -> None:
+    site: Site = served.site  # type: ignore[assignment]
+    assert site.guard is not None and site.sms is not None
+    segments.save_segment(
+        site.store, site.tenant_id, "late", {"days_past_due_min": 40}, Actor.user("mei"), T0
+    )
+    # D5 replied STOP: the guard refuses texts to that number.
+    site.guard.set_flag("bank", Flag.OPT_OUT_SMS, FlagScope.PHONE, NUMBERS["D5"], T0)
+    assignment_service.save_collector(
+        site.store, site.tenant_id, "a7", T0, name="Zhou Min", team="desk", capacity=40
+    )
+    _sign_in(browser, served.url)
+    Select(browser.find_element(By.ID, "lang-select")).select_by_value("en")
+    _wait(browser, lambda d: _text(d, "#tab-cases") == "Cases")
+
+    # The segment, a template, the dry run's figures; nothing sent yet.
+    _wait(browser, lambda d: _visible(d, "#send-open"))  # a manager's, once the options came
+    browser.find_element(By.ID, "send-open").click()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#send-template option"))
+    assert not _visible(browser, "#send-off")
+    _send(browser, "reminder_gentle")
+    assert _figure(browser, "#send-figures", "debtors") == "4 debtors"
+    assert _figure(browser, "#send-figures", "go_now") == "3 msg"
+    assert _figure(browser, "#send-figures", "refused") == "1 msg"
+    assert "https://pay.example.com/d/D" in _now(browser, "#send-previews .mg-preview-body")
+    assert _text(browser, "#send-go") == "Send the batch (4 messages to the guard)"
+    assert site.sms.sent() == []
+    _shot(browser, "manager-send-dry-en")
+    # Confirmed: the bar reaches 100% and the counts show.
+    browser.find_element(By.ID, "send-go").click()
+    _wait(browser, _bar_full)
+    assert _figure(browser, "#send-result", "sent") == "3 msg"
+    assert _figure(browser, "#send-result", "refused_now") == "1 msg"
+    assert "done" in _text(browser, "#send-state")
+    assert "4 of 4 messages handled (100%)" in _text(browser, "#send-progress")
+    assert len(site.sms.sent()) == 3
+    _shot(browser, "manager-send-done-en")
+
+    # In Chinese: the same batch again sends nothing twice; then another template, to 100%.
+    Select(browser.find_element(By.ID, "lang-select")).select_by_value("zh-CN")
+    _wait(browser, lambda d: "已完成" in _text(d, "#send-state"))
+    assert _figure(browser, "#send-result", "sent") == "3 条"
+    _send(browser, "reminder_gentle")
+    assert _figure(browser, "#send-figures", "already") == "4 条"
+    assert _figure(browser, "#send-figures", "go_now") == "0 条"
+    _send(browser, "reminder_firm")
+    assert _figure(browser, "#send-figures", "debtors") == "4 人"
+    _shot(browser, "manager-send-dry-zh")
+    browser.find_element(By.ID, "send-go").click()
+    _wait(browser, lambda d: _bar_full(d) and "reminder_firm" in _text(d, "#send-state"))
+    assert "已完成" in _text(browser, "#send-state")
+    assert "（100%）" in _text(browser, "#send-progress")
+    _shot(browser, "manager-send-done-zh")
+    assert len([m for m in site.sms.sent() if m["to"] == NUMBERS["D5"]]) == 0
+
+    # A case given by hand to a collector (with their load), kept there.
+    Select(browser.find_element(By.ID, "lang-select")).select_by_value("en")
+    browser.get(served.url + f"/manager#case/{site.cases['D4']}")
+    _wait(browser, lambda d: _visible(d, "#give-form") and "Tom Baker" in _text(d, "#h-case"))
+    assert _text(browser, "#case-collector") == "Nobody (the team's queue)"
+    options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#give-agent option")]
+    assert "Zhou Min (a7) · desk · 0/40 open cases" in options
+    Select(browser.find_element(By.ID, "give-agent")).select_by_value("a7")
+    browser.find_element(By.ID, "give-why").send_keys("knows the family")
+    assert browser.find_element(By.ID, "give-keep").is_selected()
+    browser.find_element(By.ID, "give-set").click()
+    _wait(browser, lambda d: _visible(d, "#case-kept"))
+    assert _text(browser, "#case-collector").startswith("Zhou Min (a7) · desk · 1/40")
+    assert _text(browser, "#case-kept") == "kept by hand"
+    assert "knows the family" in _now(browser, '#timeline .mg-tl[data-kind="assignment"]')
+    _shot(browser, "manager-case-give-en")
+    Select(browser.find_element(By.ID, "lang-select")).select_by_value("zh-CN")
+    _wait(browser, lambda d: _text(d, "#case-kept") == "人工固定")
+    _shot(browser, "manager-case-give-zh")
+
+    # A manager of a tenant the messaging file is not set up for is told why sending is off.
+    browser.delete_all_cookies()
+    _sign_in(browser, served.url, "boss")
+    Select(browser.find_element(By.ID, "lang-select")).select_by_value("en")
+    _wait(browser, lambda d: _visible(d, "#send-open"))
+    browser.find_element(By.ID, "send-open").click()
+    _wait(browser, lambda d: _visible(d, "#send-off"))
+    assert "off: messaging.toml sends for tenant 'bank' only" in _text(browser, "#send-off")
+    assert not browser.find_element(By.ID, "send-check").is_enabled()
+    _shot(browser, "manager-send-off-en")

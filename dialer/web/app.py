@@ -38,6 +38,7 @@ from dialer.desk.feed import ScreenPops
 from dialer.desk.preview import build_preview
 from dialer.engine import CampaignEngine, PreviewRefused
 from dialer.errors import DialerError, StoreError
+from dialer.messaging.jobs import BatchJobs
 from dialer.store import users
 from dialer.store.models import DispositionCode, Role
 from dialer.web.auth import WS_UNAUTHORIZED, Auth, Caller
@@ -73,6 +74,8 @@ class WebServices:
     agent_names: dict[str, str]
     # Set by a supervisor's stop: the run stops dialling and ends once its calls have.
     stop: asyncio.Event
+    # Message batches sent from the managers' pages (with the messaging file's providers).
+    jobs: BatchJobs | None = None
     _spy_seq: int = 0
     _retries: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -201,6 +204,8 @@ def create_app(services: WebServices) -> FastAPI:
             guard=services.guard,
             clock=engine.wallclock,
             tz=ZoneInfo(services.config.campaign.timezone),
+            payment_link=services.jobs.outbox.payment_link if services.jobs else "",
+            jobs=services.jobs,
         )
     )
 

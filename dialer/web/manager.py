@@ -9,11 +9,14 @@ Who may do what (each in their own tenant):
 route                        supervisor  manager
 ===========================  ==========  =======
 GET case list, files, check  yes         yes
+GET collectors               yes         yes
 POST template preview        yes         yes
 PUT strategies, templates    no          yes
+POST a case's collector      no          yes
 ===========================  ==========  =======
 
 Admin is admitted where a manager is. A case itself is read and noted through /api/cases.
+Message batches to a segment: dialer/web/manager_batches.py.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from dialer.cases.tenant_files import (
     TenantFiles,
 )
 from dialer.errors import DialerError
+from dialer.messaging.jobs import BatchJobs
 from dialer.messaging.service import MessagingService, MessagingSettings
 from dialer.messaging.templates import LANGUAGES, PLACEHOLDERS, Personalisation
 from dialer.reports.errors import ReportError
@@ -55,6 +59,7 @@ from dialer.reports.service import daily_report
 from dialer.store.db import Store
 from dialer.store.models import Role
 from dialer.web.auth import Auth, Caller
+from dialer.web.manager_batches import batches_router
 
 STATIC = Path(__file__).parent / "static"
 Money = Annotated[Decimal, Query(ge=0, max_digits=18, decimal_places=4)]
@@ -171,13 +176,16 @@ def manager_router(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     tz: tzinfo = UTC,
     payment_link: str = "",
+    jobs: BatchJobs | None = None,
 ) -> APIRouter:
     """GET /manager (the pages) and /api/manager/...; `files`: the tenants' strategies and
     templates; `guard`: answers a preview for a real debtor (without it, only made-up ones);
-    `tz`: where the reports' days start; `payment_link`: the messaging file's pattern."""
+    `tz`: where the reports' days start; `payment_link`: the messaging file's pattern; `jobs`:
+    sends message batches to segments (without it, the pages say sending is off)."""
     router = APIRouter(tags=["manager"])
     readers = Depends(auth.require(Role.SUPERVISOR, Role.MANAGER))
     editors = Depends(auth.require(Role.MANAGER))
+    router.include_router(batches_router(store, auth, files, jobs, clock=clock, tz=tz))
 
     @router.get("/manager", include_in_schema=False)
     async def manager_page() -> FileResponse:
@@ -344,6 +352,24 @@ def manager_router(
         )
         found = await asyncio.to_thread(get_case, store, caller.tenant_id, case_id)
         return {"case_id": case_id, "agent_id": found.agent_id, "kept": found.agent_kept}
+
+    @router.get("/api/manager/collectors")
+    async def collectors(caller: Caller = readers) -> list[dict[str, Any]]:
+        """The tenant's collectors with their open cases against their capacity (a case is
+        given by hand only to an active one)."""
+        found = await asyncio.to_thread(assignment_service.list_collectors, store, caller.tenant_id)
+        return [
+            {
+                "agent_id": c.agent_id,
+                "name": c.name,
+                "team": c.team,
+                "seniority": c.seniority,
+                "open_cases": c.open_cases,
+                "capacity": c.capacity,
+                "active": c.active,
+            }
+            for c in found
+        ]
 
     @router.get("/api/manager/segments")
     async def list_segments(caller: Caller = readers) -> list[dict[str, Any]]:

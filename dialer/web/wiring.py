@@ -12,6 +12,7 @@ from dialer.config import Config
 from dialer.console.figures import CampaignFigures
 from dialer.desk.feed import ScreenPops
 from dialer.engine import CampaignEngine
+from dialer.messaging.jobs import BatchJobs, open_outbox
 from dialer.store import users
 from dialer.web.app import WebServices, create_app
 from dialer.web.auth import Auth
@@ -39,6 +40,8 @@ def web_services(
         wallclock=engine.wallclock,
     )
     engine.watcher = pops
+    # The messaging file is read once, at start: a mistake in it stops the start naming its key.
+    outbox = open_outbox(config.messaging.path(), config.campaign.tenant)
     return WebServices(
         config=config,
         auth=Auth(
@@ -59,6 +62,7 @@ def web_services(
         ),
         agent_names=names,
         stop=stop,
+        jobs=BatchJobs(store, guard, outbox, clock=engine.wallclock),
     )
 
 
@@ -75,5 +79,12 @@ async def pages(
     the run's: a supervisor's stop sets it."""
     services = web_services(engine, config, guard, stop or asyncio.Event())
     app = create_app(services)
-    async with serving(app, config.web.host, config.web.port if port is None else port) as bound:
-        yield bound
+    try:
+        async with serving(
+            app, config.web.host, config.web.port if port is None else port
+        ) as bound:
+            yield bound
+    finally:
+        if services.jobs is not None:
+            # A batch being sent stops between two chunks; starting it again resumes it.
+            await asyncio.to_thread(services.jobs.close)

@@ -6,6 +6,7 @@
 import { t, tOr, onLanguageChange, language, setLanguage, fmtDate, fmtDateTime, fmtMoney, fmtNumber } from "./i18n.js";
 import { api, errorText, el, $, say, show, setupHeader } from "./common.js";
 import { renderReports, setupReports } from "./manager-reports.js";
+import { setupSend, segmentsChanged } from "./manager-send.js";
 
 const PAGE = 50;
 const state = {
@@ -19,6 +20,8 @@ const state = {
   segments: [],
   // The last template preview shown.
   preview: null,
+  // The tenant's collectors with their load (a case is given by hand to an active one).
+  collectors: null,
 };
 
 function message(text, tone = "error") {
@@ -125,6 +128,7 @@ async function loadSegments(chosen) {
     ...res.data.map((seg) => el("option", { value: seg.name, title: seg.description || undefined, text: seg.name })),
   );
   select.value = keep;
+  segmentsChanged(keep);
 }
 
 // The list's filters in a segment's keys (dialer/cases/segments.py); a chosen segment's own
@@ -256,10 +260,14 @@ async function openCase(id) {
     }
     $("#case-status").replaceChildren();
     say($("#note-error"), "");
+    say($("#give-error"), "");
+    $("#give-why").value = "";
+    $("#give-keep").checked = true;
   }
-  const [res, strategy] = await Promise.all([
+  const [res, strategy, collectors] = await Promise.all([
     api("GET", `/api/cases/${id}`),
     api("GET", `/api/manager/cases/${id}/strategy`),
+    api("GET", "/api/manager/collectors"),
   ]);
   if (state.case.id !== id) return; // another case was opened meanwhile
   if (!res.ok) {
@@ -269,7 +277,60 @@ async function openCase(id) {
   message("");
   state.case.data = res.data;
   state.case.strategy = strategy.ok ? strategy.data : null;
+  state.collectors = collectors.ok ? collectors.data : null;
   renderCase();
+}
+
+// ---- the case's collector, given by hand ----
+
+function collectorLabel(c) {
+  const name = c.name && c.name !== c.agent_id ? `${c.name} (${c.agent_id})` : c.agent_id;
+  const load = t("mg.give.load", { open: fmtNumber(c.open_cases), capacity: fmtNumber(c.capacity) });
+  return [name, c.team, load].filter(Boolean).join(" · ");
+}
+
+function renderCollector(c) {
+  const who = (state.collectors || []).find((x) => x.agent_id === c.agent_id);
+  $("#case-collector").replaceChildren(
+    el("span", { class: "strong", text: c.agent_id ? (who ? collectorLabel(who) : c.agent_id) : t("mg.give.queue") }),
+    c.agent_kept ? el("span", { id: "case-kept", class: "mg-kept", i18n: "mg.give.kept" }) : "",
+  );
+  const given = state.case.given;
+  if (given) say($("#give-error"), t(given.key, { who: given.who || t("mg.give.queue") }), "ok");
+  const form = $("#give-form");
+  show(form, Boolean(state.options && state.options.can_edit && state.collectors));
+  if (form.hidden) return;
+  const select = $("#give-agent");
+  const before = select.value;
+  select.replaceChildren(
+    el("option", { value: "", text: t("mg.give.queue") }),
+    ...state.collectors.filter((x) => x.active).map((x) => el("option", { value: x.agent_id, text: collectorLabel(x) })),
+  );
+  const values = [...select.options].map((o) => o.value);
+  select.value = values.includes(before) && before ? before : values.includes(c.agent_id || "") ? c.agent_id || "" : "";
+}
+
+async function giveCase(event) {
+  event.preventDefault();
+  const error = $("#give-error");
+  const why = $("#give-why").value.trim();
+  if (!why) {
+    say(error, t("mg.ov.need_why"));
+    $("#give-why").focus();
+    return;
+  }
+  const body = { agent_id: $("#give-agent").value || null, why, keep: $("#give-keep").checked };
+  $("#give-set").disabled = true;
+  const res = await api("POST", `/api/manager/cases/${state.case.id}/collector`, body);
+  $("#give-set").disabled = false;
+  if (!res.ok) {
+    say(error, refusal(res));
+    return;
+  }
+  // Kept as a key, so a language switch says it again in the new language.
+  state.case.given = { key: res.data.kept ? "mg.give.done_kept" : "mg.give.done", who: res.data.agent_id };
+  $("#give-why").value = "";
+  await openCase(state.case.id);
 }
 
 function facts(pairs) {
@@ -286,11 +347,12 @@ function renderCase() {
     ...facts([
       ["mg.col.debtor_id", c.debtor_external_id],
       ["mg.col.balance", balances],
-      ["mg.col.collector", c.agent_id || t("mg.unassigned")],
+      ["mg.col.collector", c.agent_id ? (c.agent_kept ? `${c.agent_id} · ${t("mg.give.kept")}` : c.agent_id) : t("mg.unassigned")],
       ["mg.col.changed", fmtDateTime(c.status_changed_at)],
       ["mg.col.opened", fmtDateTime(c.created_at)],
     ]),
   );
+  renderCollector(c);
   renderStrategy();
   renderTimeline(c);
   const debts = $("#debts tbody");
@@ -782,6 +844,8 @@ async function init() {
   $("#cases-next").addEventListener("click", () => runList(state.list.offset + PAGE));
   $("#note-form").addEventListener("submit", addNote);
   $("#segment-save").addEventListener("click", saveSegment);
+  $("#give-form").addEventListener("submit", giveCase);
+  setupSend({ segments: () => state.segments, current: () => $("#f-segment").value, refusal });
   $("#preview-form").addEventListener("submit", preview);
   $("#pv-language").value = language();
   window.addEventListener("hashchange", route);
