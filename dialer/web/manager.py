@@ -116,9 +116,10 @@ class PreviewBody(BaseModel):
     case_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
-def _refused(exc: CaseRefused) -> JSONResponse:
+def _refused(exc: CaseRefused, where: str = "body") -> JSONResponse:
+    """FastAPI's own shape for a bad field, so the pages show a refusal like any other 422."""
     return JSONResponse(
-        {"detail": [{"loc": ["query", exc.field], "msg": exc.message, "type": "refused"}]},
+        {"detail": [{"loc": [where, exc.field], "msg": exc.message, "type": "refused"}]},
         status_code=422,
     )
 
@@ -230,7 +231,7 @@ def manager_router(
                     segments.get_segment, store, caller.tenant_id, segment
                 )
             except CaseError:
-                return _refused(CaseRefused("segment", f"no segment {segment!r}"))
+                return _refused(CaseRefused("segment", f"no segment {segment!r}"), "query")
             chosen = segments.SegmentFilter.model_validate(saved.filter)
         wanted = listing.CaseFilter(
             segment=chosen,
@@ -251,7 +252,7 @@ def manager_router(
                 )
             )
         except CaseRefused as exc:
-            return _refused(exc)
+            return _refused(exc, "query")
         return {"cases": [c.to_json() for c in page.lines], "more": page.more, "offset": offset}
 
     @router.get("/api/manager/cases/{case_id}/strategy", responses={404: {}})
@@ -300,10 +301,7 @@ def manager_router(
         except CaseNotFound:
             raise HTTPException(404, f"no case {case_id}") from None
         except CaseRefused as exc:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "refused"}]},
-                status_code=422,
-            )
+            return _refused(exc)
         except DocumentInvalid as exc:
             raise HTTPException(409, f"the tenant's strategies file has problems: {exc}") from None
         await auth.audit(
@@ -339,10 +337,7 @@ def manager_router(
         except CaseNotFound:
             raise HTTPException(404, f"no case {case_id}") from None
         except CaseRefused as exc:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "refused"}]},
-                status_code=422,
-            )
+            return _refused(exc)
         await auth.audit(
             caller,
             "case.collector",
@@ -402,10 +397,7 @@ def manager_router(
                 status_code=422,
             )
         except CaseRefused as exc:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "refused"}]},
-                status_code=422,
-            )
+            return _refused(exc)
         await auth.audit(
             caller,
             "segment.save",
