@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web",
         action="store_true",
-        help="serve the pages too: you are agent1 (sign in as agent1) or the supervisor; "
+        help="serve the pages too: sign in as agent1 (the person at the desktop), supervisor, "
+        "manager (cases, strategies, reports) or qa (search and review the recordings); "
         "runs in real time until Ctrl-C unless --time-scale is given",
     )
     parser.add_argument("--port", type=int, default=8080, help="port of the pages (with --web)")
@@ -94,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password",
         default=os.environ.get("DIALER_DEMO_PASSWORD", ""),
-        help="password of the demo's users agent1 and supervisor (with --web; default: "
+        help="password of the demo's users agent1, supervisor, manager and qa (with --web; default: "
         "$DIALER_DEMO_PASSWORD, else a random one printed at start)",
     )
 
@@ -167,10 +168,13 @@ def demo_config(
 
 
 def add_demo_users(store: Store, tenant: str, password: str) -> None:
-    """agent1 (the person at the desktop) and a supervisor, unless a kept database has them."""
+    """agent1 (the person at the desktop), a supervisor, a collection manager and a QA
+    reviewer, unless a kept database has them."""
     for username, role, agent_id, name in (
         ("agent1", Role.AGENT, "agent1", "Alex Agent"),
         ("supervisor", Role.SUPERVISOR, None, "Sam Supervisor"),
+        ("manager", Role.MANAGER, None, "Mei Manager"),
+        ("qa", Role.QA, None, "Quinn Reviewer"),
     ):
         if users.find_user(store, tenant, username) is None:
             users.add_user(
@@ -262,7 +266,7 @@ async def run_demo(
             web_port=web_port,
             on_web_ready=lambda port: print(
                 f"pages on http://127.0.0.1:{port}/ - tenant {config.campaign.tenant}, "
-                "users agent1 and supervisor"
+                "users agent1, supervisor, manager and qa"
                 + ("" if password_given else f", password {password}"),
                 file=sys.stderr,
                 flush=True,

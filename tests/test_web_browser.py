@@ -416,3 +416,17 @@ def test_zh_cn_pages_speak_chinese(
     _shot(sup, "supervisor-zh-CN")
     for d in (driver, sup):
         Select(d.find_element(By.ID, "lang-select")).select_by_value("en")
+
+
+def test_the_demos_manager_and_qa_reviewer_reach_their_pages(
+    demo: Demo, browsers: Callable[[], WebDriver]
+) -> None:
+    # The demo's own portfolio: the manager sees its cases, the reviewer the QA search.
+    manager = browsers()
+    _sign_in(manager, demo, "manager", "/manager")
+    _wait(manager, lambda d: d.find_elements(By.CSS_SELECTOR, "#cases tbody tr"))
+    _shot(manager, "demo-manager")
+    reviewer = browsers()
+    _sign_in(reviewer, demo, "qa", "/qa")
+    status, _ = _fetch(reviewer, "GET", "/api/manager/cases")
+    assert status == 403  # a reviewer reads calls, not the collection book
