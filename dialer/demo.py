@@ -33,6 +33,7 @@ from dialer.config import (
     ComplianceConfig,
     Config,
     DialingConfig,
+    MessagingConfig,
     RecordingsConfig,
     Secret,
     WebConfig,
@@ -124,6 +125,20 @@ def simulated_clock(start: datetime, time_scale: float) -> Callable[[], datetime
     return lambda: (start + timedelta(seconds=(monotonic() - origin) * time_scale)).astimezone(UTC)
 
 
+def demo_messaging(data_dir: Path) -> Path:
+    """A messaging file for the demo's pages: texts and e-mails go to an outbox file in the
+    demo's folder (one JSON line each), so a manager can send to a segment with no gateway."""
+    outbox = data_dir / "outbox.jsonl"
+    path = data_dir / "messaging.toml"
+    path.write_text(
+        'payment_link = "https://pay.example.com/{debtor}"\n'
+        f'[sms]\nprovider = "file"\npath = {json.dumps(str(outbox))}\n'
+        f'[email]\nprovider = "file"\npath = {json.dumps(str(outbox))}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def demo_config(
     *, ami_port: int, agents: int, data_dir: Path, time_scale: float, web_port: int | None = None
 ) -> Config:
@@ -160,6 +175,9 @@ def demo_config(
         # The demo's database is thrown away; in-process ledgers keep its clock-compressed
         # calls free of database waits.
         compliance=ComplianceConfig(backend="memory"),
+        messaging=MessagingConfig(
+            file=str(demo_messaging(data_dir)) if web_port is not None else ""
+        ),
         agents=tuple(
             AgentConfig(id=f"agent{i}", channel=f"Local/agent{i}@agents")
             for i in range(first_simulated, agents + 1)

@@ -426,6 +426,9 @@ def test_the_demos_manager_and_qa_reviewer_reach_their_pages(
     _sign_in(manager, demo, "manager", "/manager")
     _wait(manager, lambda d: d.find_elements(By.CSS_SELECTOR, "#cases tbody tr"))
     _shot(manager, "demo-manager")
+    # Texts and e-mails from the demo's pages go to an outbox file in its folder.
+    status, batches = _fetch(manager, "GET", "/api/manager/batches")
+    assert status == 200 and batches["on"] is True, batches
     reviewer = browsers()
     _sign_in(reviewer, demo, "qa", "/qa")
     status, _ = _fetch(reviewer, "GET", "/api/manager/cases")
