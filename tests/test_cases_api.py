@@ -5,7 +5,7 @@ field; another tenant sees nothing."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +21,7 @@ from dialer.store import users
 from dialer.store.models import DispositionCode, Role
 from dialer.web.auth import Auth
 from dialer.web.cases_api import cases_router
-from tests.cases_fixtures import empty, migrated, open_world
+from tests.cases_fixtures import empty, open_world
 from tests.test_desk import T0, Desk
 
 PASSWORD = "cases-api-password"
@@ -58,14 +58,6 @@ class Api:
         found = service.case_of(self.desk.store, self.desk.tenant_id, self.desk.debtor_ids[debtor])
         assert found is not None
         return found
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with migrated(request.param, tmp_path_factory.mktemp("cases-api")) as url:
-        yield url
 
 
 @pytest.fixture
