@@ -19,6 +19,7 @@ from dialer.messaging.http_sms import HttpSmsConfig, HttpSmsProvider
 from dialer.messaging.models import MessageStatus, Outgoing, SendResult
 from dialer.messaging.provider import Backoff
 from dialer.messaging.service import (
+    DispatchReport,
     MessagingService,
     MessagingSettings,
     _Changes,
@@ -245,15 +246,16 @@ def test_progress_is_told_each_chunk_once_it_is_recorded(store: Store, gateway: 
     seeded = seed(store, count=5)
     service = _service(store, _sms(gateway), Clock(MIDDAY))
     service.plan(templates()["gentle"], list(seeded.debtors.values()), "p")
-    told: list[tuple[int, int]] = []
+    told: list[tuple[int, int, int]] = []
 
-    def progress(n: int) -> None:
+    def progress(n: int, chunk: DispatchReport) -> None:
         with store.begin() as conn:
             recorded = conn.execute(
                 select(func.count()).where(Message.status == MessageStatus.SENT.value)
             ).scalar_one()
-        told.append((n, recorded))
+        told.append((n, recorded, chunk.sent))
 
     assert service.dispatch("p", progress=progress).sent == 5
-    # Each chunk's messages are recorded when it is told, and none of the next chunk's yet.
-    assert told == [(2, 2), (2, 4), (1, 5)]
+    # Each chunk's messages are recorded when it is told, and none of the next chunk's yet;
+    # the chunk's own report says what became of them.
+    assert told == [(2, 2, 2), (2, 4, 2), (1, 5, 1)]

@@ -25,7 +25,12 @@ from dialer.messaging.config import MessagingFile, build_providers, load_messagi
 from dialer.messaging.errors import MessagingError
 from dialer.messaging.http_sms import HttpSmsProvider
 from dialer.messaging.models import Channel, MessageStatus
-from dialer.messaging.service import MessagingService, MessagingSettings, messages_for_debtor
+from dialer.messaging.service import (
+    DispatchReport,
+    MessagingService,
+    MessagingSettings,
+    messages_for_debtor,
+)
 from dialer.messaging.tables import Message
 from dialer.messaging.templates import Template, load_templates
 from dialer.store.db import Store, open_store
@@ -156,7 +161,7 @@ def _send(ctx: _Context, args: argparse.Namespace) -> int:
     show = not args.no_progress and sys.stderr.isatty()
     with tqdm(total=open_count, unit="msg", disable=not show, desc=batch) as bar:
 
-        def advance(n: int) -> None:
+        def advance(n: int, _chunk: DispatchReport) -> None:
             bar.update(n)
 
         report = ctx.service.dispatch(batch, progress=advance)

@@ -31,7 +31,7 @@ from dialer.logsafe import mask_phone
 from dialer.messaging.config import build_providers, load_messaging_file
 from dialer.messaging.models import Channel, MessageStatus
 from dialer.messaging.provider import Provider
-from dialer.messaging.service import MessagingService, MessagingSettings, Preview
+from dialer.messaging.service import DispatchReport, MessagingService, MessagingSettings, Preview
 from dialer.messaging.tables import Message
 from dialer.messaging.templates import Template
 from dialer.store.db import Store
@@ -384,9 +384,15 @@ class BatchJobs:
         job.update(created=plan.created, already=plan.existing, skipped=len(plan.skipped))
         job.update(planned=self._due(service.tenant_id, request.batch_key))
 
-        def advance(n: int) -> None:
+        def advance(n: int, chunk: DispatchReport) -> None:
+            # What became of each chunk shows as it goes, not only at the end.
             with job.lock:
                 job.processed += n
+                job.sent += chunk.sent
+                job.scheduled += chunk.scheduled
+                job.refused += chunk.blocked
+                job.failed += chunk.failed
+                job.unknown += chunk.unknown
             if self._stop.is_set():
                 raise _Stopped
 

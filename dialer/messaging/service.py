@@ -413,10 +413,12 @@ class MessagingService:
         self,
         batch_key: str | None = None,
         *,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, DispatchReport], None] | None = None,
     ) -> DispatchReport:
         """Put every message that may go now (planned, scheduled and due, or left mid-send by a
-        crash) to the guard and the provider. `batch_key` None: every batch of the tenant."""
+        crash) to the guard and the provider. `batch_key` None: every batch of the tenant.
+        `progress` is told, chunk by chunk once it is recorded, how many messages it handled
+        and what became of them."""
         total = DispatchReport()
         # One pass: each message is looked at once per call, and each query starts where the
         # last one stopped (no rescanning of what was just sent).
@@ -439,9 +441,10 @@ class MessagingService:
                 if in_flight is not None:
                     done, count = in_flight
                     in_flight = None
-                    total.add(done.result())  # its exception, if any, ends the run here
+                    chunk_report = done.result()  # its exception, if any, ends the run here
+                    total.add(chunk_report)
                     if progress is not None:
-                        progress(count)
+                        progress(count, chunk_report)
                 if not rows:
                     return total
                 last = rows[-1]

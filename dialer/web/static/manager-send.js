@@ -216,8 +216,10 @@ function renderJob() {
     percent: job.percent,
   });
   const result = $("#send-result");
-  show(result, job.done);
-  if (job.done) {
+  // What became of the messages shows chunk by chunk while the batch runs, not only at the end.
+  const shown = job.done || job.processed > 0;
+  show(result, shown);
+  if (shown) {
     figures(result, [
       ["mg.send.sent", job.sent],
       ["mg.send.scheduled", job.scheduled],
