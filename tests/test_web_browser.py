@@ -413,6 +413,9 @@ def test_zh_cn_pages_speak_chinese(
     Select(sup.find_element(By.ID, "lang-select")).select_by_value("zh-CN")
     _wait(sup, lambda d: _text(d, "#h-agents span[data-i18n]") == "坐席")
     _wait(sup, lambda d: "今日呼损率" in _text(d, "#campaigns"))
+    _wait(sup, lambda d: d.find_elements(By.CSS_SELECTOR, "#agents-table tbody tr[data-agent-id]"))
+    # Each agent's time in state shows as soon as the row does, not a second later.
+    assert all(c.text for c in sup.find_elements(By.CSS_SELECTOR, "#agents-table .agent-since"))
     _shot(sup, "supervisor-zh-CN")
     for d in (driver, sup):
         Select(d.find_element(By.ID, "lang-select")).select_by_value("en")

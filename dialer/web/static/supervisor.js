@@ -21,6 +21,7 @@ import {
   show,
   say,
   startTicker,
+  tick,
   LiveSocket,
   showConnection,
   loadMe,
@@ -465,6 +466,7 @@ function agentRow(a) {
 function updateAgents(agents, campaignsById) {
   const body = $("#agents-table tbody");
   const seen = new Set();
+  let restarted = false;
   const sorted = [...agents].sort((a, b) => String(a.agent_id).localeCompare(String(b.agent_id), undefined, { numeric: true }));
   let previous = null;
   const counts = {};
@@ -487,6 +489,7 @@ function updateAgents(agents, campaignsById) {
     const since = row.querySelector(".agent-since");
     if (a.since && since.dataset.since !== a.since) {
       since.dataset.since = a.since;
+      restarted = true;
     }
     row.querySelector(".agent-reason").textContent = a.pause_reason ? tOr(`reason.${a.pause_reason}`, a.pause_reason) : "";
     row.querySelector(".agent-attempt").textContent = a.attempt_id ?? "";
@@ -498,6 +501,7 @@ function updateAgents(agents, campaignsById) {
   for (const row of [...body.rows]) {
     if (!seen.has(row.dataset.agentId)) row.remove();
   }
+  if (restarted) tick(body); // a new state's time shows at once, not at the next second's tick
   show($("#no-agents"), !sorted.length);
   $("#agents-summary").replaceChildren(...stateChips(counts));
 }
