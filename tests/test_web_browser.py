@@ -242,6 +242,9 @@ def _sign_in(driver: WebDriver, demo: Demo, username: str, page: str) -> None:
         raise AssertionError(
             f"{username} not on {page}: {_text(driver, '#login-error')!r}"
         ) from None
+    # The header is set up once the page knows who signed in (with their saved language); a
+    # language picked before that would be undone by it.
+    _wait(driver, lambda d: _text(d, "#user-name") != "")
 
 
 @dataclass

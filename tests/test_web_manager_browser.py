@@ -162,6 +162,9 @@ def _sign_in(driver: WebDriver, url: str, username: str = "mei") -> None:
     driver.find_element(By.ID, "login-password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login-submit").click()
     _wait(driver, lambda d: d.current_url.split("#")[0].rstrip("/").endswith("/manager"))
+    # The header is set up once the page knows who signed in (with their saved language); a
+    # language picked before that would be undone by it.
+    _wait(driver, lambda d: d.find_element(By.ID, "user-name").text.strip() != "")
 
 
 def _type_into_editor(driver: WebDriver, element_id: str, text: str) -> None:
