@@ -169,8 +169,8 @@ def batches_router(
         job_id: Annotated[str, PathParam(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")],
         caller: Caller = readers,
     ) -> dict[str, Any]:
-        """How far the batch got: planned, processed (the bar), and at the end sent,
-        scheduled, refused, failed; `done`, and `error` when it failed."""
+        """How far the batch got: planned, processed (the bar), and sent, scheduled,
+        refused, failed as each chunk is recorded; `done`, and `error` when it failed."""
         job = jobs.get(caller.tenant_id, job_id) if jobs is not None else None
         if job is None:
             raise HTTPException(404, f"no batch job {job_id}")
