@@ -23,16 +23,18 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-
 from compliance_guard.service import Guard
 from dialer.errors import DialerError
-from dialer.logsafe import mask_phone
 from dialer.messaging.config import build_providers, load_messaging_file
-from dialer.messaging.models import Channel, MessageStatus
+from dialer.messaging.models import Channel
 from dialer.messaging.provider import Provider
-from dialer.messaging.service import DispatchReport, MessagingService, MessagingSettings, Preview
-from dialer.messaging.tables import Message
+from dialer.messaging.service import (
+    DispatchReport,
+    MessagingService,
+    MessagingSettings,
+    Preview,
+    mask_recipient,
+)
 from dialer.messaging.templates import Template
 from dialer.store.db import Store
 
@@ -128,7 +130,7 @@ class DryRun:
 def _preview_json(p: Preview) -> dict[str, Any]:
     d = p.decision
     return {
-        "recipient": _masked(p.recipient),
+        "recipient": mask_recipient(p.recipient),
         "language": p.rendered.language,
         "subject": p.rendered.subject,
         "body": p.rendered.body,
@@ -136,13 +138,6 @@ def _preview_json(p: Preview) -> dict[str, Any]:
         "reasons": [r.message for r in d.reasons],
         "next_allowed_at": d.next_allowed_at.isoformat() if d.next_allowed_at else None,
     }
-
-
-def _masked(recipient: str) -> str:
-    if "@" in recipient:
-        local, _, domain = recipient.partition("@")
-        return f"{local[:1]}***@{domain}"
-    return mask_phone(recipient)
 
 
 # ----- jobs -----
@@ -169,11 +164,8 @@ class BatchJob:
     skipped: int = 0
     planned: int = 0  # messages this start puts to the guard and the provider
     processed: int = 0
-    sent: int = 0
-    scheduled: int = 0
-    refused: int = 0
-    failed: int = 0
-    unknown: int = 0
+    # What became of the messages handled so far, chunk by chunk.
+    outcome: DispatchReport = field(default_factory=DispatchReport)
     error: str | None = None
     finished_at: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -214,11 +206,11 @@ class BatchJob:
                 "planned": self.planned,
                 "processed": shown,
                 "percent": percent,
-                "sent": self.sent,
-                "scheduled": self.scheduled,
-                "refused": self.refused,
-                "failed": self.failed,
-                "unknown": self.unknown,
+                "sent": self.outcome.sent,
+                "scheduled": self.outcome.scheduled,
+                "refused": self.outcome.blocked,
+                "failed": self.outcome.failed,
+                "unknown": self.outcome.unknown,
                 "error": self.error,
             }
 
@@ -382,48 +374,15 @@ class BatchJobs:
         service = self.service(request.tenant)
         plan, _ = service.plan(request.template, ids, request.batch_key, language=request.language)
         job.update(created=plan.created, already=plan.existing, skipped=len(plan.skipped))
-        job.update(planned=self._due(service.tenant_id, request.batch_key))
+        job.update(planned=service.due_count(request.batch_key))
 
         def advance(n: int, chunk: DispatchReport) -> None:
             # What became of each chunk shows as it goes, not only at the end.
             with job.lock:
                 job.processed += n
-                job.sent += chunk.sent
-                job.scheduled += chunk.scheduled
-                job.refused += chunk.blocked
-                job.failed += chunk.failed
-                job.unknown += chunk.unknown
+                job.outcome.add(chunk)
             if self._stop.is_set():
                 raise _Stopped
 
-        report = service.dispatch(request.batch_key, progress=advance)
-        job.update(
-            sent=report.sent,
-            scheduled=report.scheduled,
-            refused=report.blocked,
-            failed=report.failed,
-            unknown=report.unknown,
-        )
-
-    def _due(self, tenant_id: int, batch_key: str) -> int:
-        """How many of the batch's messages a dispatch now takes up (the progress bar's
-        whole): planned, left mid-send, and scheduled ones whose time has come."""
-        now = self.clock()
-        with self.store.begin() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).where(
-                        Message.tenant_id == tenant_id,
-                        Message.batch_key == batch_key,
-                        or_(
-                            Message.status.in_(
-                                [MessageStatus.PLANNED.value, MessageStatus.SENDING.value]
-                            ),
-                            and_(
-                                Message.status == MessageStatus.SCHEDULED.value,
-                                Message.not_before <= now,
-                            ),
-                        ),
-                    )
-                ).scalar_one()
-            )
+        # Every chunk's report reached `advance`: the job's outcome is the whole batch's.
+        service.dispatch(request.batch_key, progress=advance)

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Table,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -374,6 +376,20 @@ class MessagingService:
         return len(rows)
 
     # -- dispatching ----------------------------------------------------------------------
+    def due_count(self, batch_key: str) -> int:
+        """How many of the batch's messages a dispatch now would take up: planned, left
+        mid-send, and scheduled ones whose time has come."""
+        with self.store.begin() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        Message.tenant_id == self.tenant_id,
+                        Message.batch_key == batch_key,
+                        _due(self.clock()),
+                    )
+                ).scalar_one()
+            )
+
     def _open_rows(
         self,
         conn: Connection,
@@ -386,10 +402,6 @@ class MessagingService:
         key (debtor, channel), which its index reads without sorting; across batches, in id
         order (`after` = (last id, "")). Ordered by id within a batch, SQLite read the whole
         batch through that index and sorted it for every chunk."""
-        due = or_(
-            Message.status.in_([MessageStatus.PLANNED.value, MessageStatus.SENDING.value]),
-            and_(Message.status == MessageStatus.SCHEDULED.value, Message.not_before <= now),
-        )
         query = select(
             Message.id,
             Message.debtor_id,
@@ -399,7 +411,7 @@ class MessagingService:
             Message.body,
             Message.status,
             Message.reservation_id,
-        ).where(Message.tenant_id == self.tenant_id, due)
+        ).where(Message.tenant_id == self.tenant_id, _due(now))
         if batch_key is None:
             query = query.where(Message.id > after[0]).order_by(Message.id)
         else:
@@ -604,7 +616,7 @@ class MessagingService:
         changes.settle(
             r.id, MessageStatus.FAILED, detail, provider=provider, error=res.error, tries=res.tries
         )
-        log.warning("x message %s to %s failed: %s", r.id, _masked(r.recipient), res.error)
+        log.warning("x message %s to %s failed: %s", r.id, mask_recipient(r.recipient), res.error)
 
     def _write(self, changes: _Changes) -> None:
         """The rows' new values and their events, atomically: on PostgreSQL one statement,
@@ -698,7 +710,7 @@ class MessagingService:
             refused = channels_refused(ruleset, flags)
             log.info(
                 "= %s opted out (%s): %s refused",
-                _masked(sender),
+                mask_recipient(sender),
                 ", ".join(flags),
                 ", ".join(refused),
             )
@@ -796,7 +808,16 @@ def _pg_copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> 
             )
 
 
-def _masked(recipient: str) -> str:
+def _due(now: datetime) -> ColumnElement[bool]:
+    """A message a dispatch at `now` takes up: planned, left mid-send, or scheduled and due."""
+    return or_(
+        Message.status.in_([MessageStatus.PLANNED.value, MessageStatus.SENDING.value]),
+        and_(Message.status == MessageStatus.SCHEDULED.value, Message.not_before <= now),
+    )
+
+
+def mask_recipient(recipient: str) -> str:
+    """A phone number or e-mail address as logs and pages may show it."""
     if "@" in recipient:
         local, _, domain = recipient.partition("@")
         return f"{local[:1]}***@{domain}"
