@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -48,6 +48,7 @@ from dialer.web.hub import Hub
 from dialer.web.manager import manager_router
 from dialer.web.messaging_api import messaging_router
 from dialer.web.qa import qa_router
+from dialer.web.refusals import field_refused
 from pacing.models import DialMode
 
 log = logging.getLogger(__name__)
@@ -406,10 +407,7 @@ def create_app(services: WebServices) -> FastAPI:
                 now=engine.wallclock(),
             )
         except DispositionError as exc:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", exc.field], "msg": str(exc), "type": "refused"}]},
-                status_code=422,
-            )
+            return field_refused(exc.field, str(exc))
         except ComplianceNotUpdated as exc:
             # The agent's work is saved; telling the guard is the dialer's job: keep trying.
             log.error("x %s; retrying in the background", exc)
@@ -475,10 +473,7 @@ def create_app(services: WebServices) -> FastAPI:
         except CampaignNotFound:
             raise HTTPException(404, f"no campaign {campaign_id} in your tenant") from None
         except ControlError as exc:
-            return JSONResponse(  # type: ignore[return-value]
-                {"detail": [{"loc": ["body", exc.field], "msg": str(exc), "type": "refused"}]},
-                status_code=422,
-            )
+            return field_refused(exc.field, str(exc))  # type: ignore[return-value]
         services.figures.invalidate()
         return {"old": changed.old, "new": changed.new}
 

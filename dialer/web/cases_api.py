@@ -36,6 +36,7 @@ from dialer.cases.models import Actor, CaseStatus, CaseView, PaymentIn
 from dialer.store.db import Store
 from dialer.store.models import Role
 from dialer.web.auth import Auth, Caller
+from dialer.web.refusals import field_refused
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=4)]
@@ -209,8 +210,9 @@ def _read(view: CaseView) -> CaseRead:
 
 
 def _refused(exc: CaseRefused) -> JSONResponse:
-    body = {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "refused"}]}
-    return JSONResponse(body, status_code=409 if isinstance(exc, PaymentConflict) else 422)
+    return field_refused(
+        exc.field, exc.message, status=409 if isinstance(exc, PaymentConflict) else 422
+    )
 
 
 def cases_router(store: Store, auth: Auth, clock: Callable[[], datetime]) -> APIRouter:

@@ -60,6 +60,7 @@ from dialer.store.db import Store
 from dialer.store.models import Role
 from dialer.web.auth import Auth, Caller
 from dialer.web.manager_batches import batches_router
+from dialer.web.refusals import field_refused
 
 STATIC = Path(__file__).parent / "static"
 Money = Annotated[Decimal, Query(ge=0, max_digits=18, decimal_places=4)]
@@ -117,11 +118,7 @@ class PreviewBody(BaseModel):
 
 
 def _refused(exc: CaseRefused, where: str = "body") -> JSONResponse:
-    """FastAPI's own shape for a bad field, so the pages show a refusal like any other 422."""
-    return JSONResponse(
-        {"detail": [{"loc": [where, exc.field], "msg": exc.message, "type": "refused"}]},
-        status_code=422,
-    )
+    return field_refused(exc.field, exc.message, where)
 
 
 def _document(doc: Document, checked: Checked) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from dialer.messaging.templates import Template
 from dialer.store.db import Store
 from dialer.store.models import Role
 from dialer.web.auth import Auth, Caller
+from dialer.web.refusals import field_refused
 
 NOT_WIRED = "sending from the pages is not set up in this process"
 
@@ -46,12 +47,6 @@ class BatchBody(BaseModel):
     dry_run: bool = False
     # Left out: <template>-<segment>-<day>, so a second start the same day sends nothing twice.
     batch: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\s/]+$")
-
-
-def _field(name: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"loc": ["body", name], "msg": message, "type": "refused"}]}, status_code=422
-    )
 
 
 def _templates(files: TenantFiles, tenant: str) -> Mapping[str, Template]:
@@ -119,15 +114,15 @@ def batches_router(
         try:
             await asyncio.to_thread(segments.get_segment, store, caller.tenant_id, body.segment)
         except CaseError:
-            return _field("segment", f"no segment {body.segment!r}")
+            return field_refused("segment", f"no segment {body.segment!r}")
         templates = await asyncio.to_thread(_templates, files, caller.tenant)
         template = templates.get(body.template)
         if template is None:
             known = ", ".join(sorted(templates))
-            return _field("template", f"no template {body.template!r} (there: {known})")
+            return field_refused("template", f"no template {body.template!r} (there: {known})")
         if template.channel not in jobs.outbox.providers:
             word = "SMS" if template.channel is Channel.SMS else "e-mail"
-            return _field("template", f"{jobs.outbox.source} has no {word} provider")
+            return field_refused("template", f"{jobs.outbox.source} has no {word} provider")
         key = body.batch or batch_key_for(
             template.name, body.segment, clock().astimezone(tz).date()
         )

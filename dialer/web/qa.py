@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from dialer.store.db import Store
 from dialer.store.models import Party, QaVerdict, Role
 from dialer.web.auth import Auth, Caller
+from dialer.web.refusals import field_refused
 from recording import qa_service as svc
 
 STATIC = Path(__file__).parent / "static"
@@ -30,11 +31,7 @@ class VerdictBody(BaseModel):
 
 
 def _refused(exc: svc.QaRequestError, where: str = "query") -> JSONResponse:
-    # The shape of FastAPI's own validation errors, so the page shows both alike.
-    return JSONResponse(
-        {"detail": [{"loc": [where, exc.field], "msg": str(exc), "type": "refused"}]},
-        status_code=422,
-    )
+    return field_refused(exc.field, str(exc), where)
 
 
 def _aware(when: datetime | None) -> datetime | None:
