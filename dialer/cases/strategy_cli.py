@@ -70,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser(
         "run",
         help="advance every open case one day: send, queue for calls, escalate (run daily)",
-        description="Ages unpaid debts to today (days past due), scores cases never scored, gives each open case its strategy (or a "
-        "stricter one, unless a manager chose it), takes the day's steps and carries them out. "
+        description="Ages unpaid debts to today (days past due), scores cases never scored, "
+        "gives each open case its strategy (or a stricter one, unless a manager chose it), "
+        "takes the day's steps and carries them out. "
         "Running a day twice does nothing twice.",
     )
     run.add_argument(
@@ -187,6 +188,11 @@ def _run_on_store(args: argparse.Namespace, model: Any) -> int:
     try:
         tenant = args.tenant or config.campaign.tenant
         tenant_id = _tenant_id(store, tenant)
+        actor = Actor.user(getattr(args, "by", "cli"))
+        if args.action == "clear-override":
+            cleared = clear_override(store, tenant_id, args.case_id, actor, args.why, now)
+            print(f"case {args.case_id}: " + ("override cleared" if cleared else "no override"))
+            return 0
         # What the managers saved at the pages is what the nightly run follows; a file named
         # on the command line replaces the tenant's strategies for this run only.
         saved = TenantFiles(config.data_dir / "tenants")
@@ -195,16 +201,11 @@ def _run_on_store(args: argparse.Namespace, model: Any) -> int:
             if args.strategies is not None
             else saved.strategies(tenant)
         )
-        actor = Actor.user(getattr(args, "by", "cli"))
         if args.action == "set":
             override_strategy(
                 store, tenant_id, args.case_id, args.strategy, strategies, actor, args.why, now
             )
             print(f"case {args.case_id}: strategy {args.strategy}, chosen by {actor}")
-            return 0
-        if args.action == "clear-override":
-            cleared = clear_override(store, tenant_id, args.case_id, actor, args.why, now)
-            print(f"case {args.case_id}: " + ("override cleared" if cleared else "no override"))
             return 0
         today = args.date or now.date()
         # Days past due first: the strategies, the re-score and the selection rules read them.

@@ -152,12 +152,10 @@ def check_templates(strategies: Strategies, templates: Mapping[str, Template]) -
     return problems
 
 
-def strategy_templates(tenant_file: Path | None = None) -> dict[str, Template]:
-    """The shipped strategies' templates, with the tenant's own (same name) in their place."""
-    found = load_templates(SHIPPED_TEMPLATES)
-    if tenant_file is not None:
-        found.update(load_templates(tenant_file))
-    return found
+def strategy_templates() -> dict[str, Template]:
+    """The shipped strategies' templates (a tenant's own replace them by name: see
+    TenantFiles.templates, which the strategy run reads)."""
+    return load_templates(SHIPPED_TEMPLATES)
 
 
 def _has_messages(strategies: Strategies) -> bool:

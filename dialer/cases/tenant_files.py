@@ -19,7 +19,7 @@ from urllib.parse import quote
 from dialer.cases.config_files import ConfigFileError
 from dialer.cases.errors import CaseError
 from dialer.cases.strategy import SHIPPED, Strategies, strategies_from_mapping
-from dialer.cases.strategy_run import check_templates
+from dialer.cases.strategy_run import check_templates, strategy_templates
 from dialer.messaging.errors import TemplateError
 from dialer.messaging.templates import Template, parse_templates
 
@@ -297,7 +297,7 @@ class TenantFiles:
     def templates(self, tenant: str) -> Mapping[str, Template]:
         """The templates the tenant's strategies send: the shipped ones, each replaced by the
         tenant's own of the same name."""
-        merged = dict(check(Kind.TEMPLATES, SHIPPED_TEMPLATES.read_text("utf-8")).templates or {})
+        merged = strategy_templates()
         own = self.read(tenant, Kind.TEMPLATES)
         if own.source == "tenant":
             checked = check(Kind.TEMPLATES, own.text)
