@@ -20,7 +20,8 @@ const state = {
   segments: [],
   // The last template preview shown.
   preview: null,
-  // The tenant's collectors with their load (a case is given by hand to an active one).
+  // The tenant's collectors with their load (a case is given by hand to an active one). Read
+  // once, and again after a give or a new list: the loads are a count over every case.
   collectors: null,
 };
 
@@ -198,6 +199,7 @@ async function runList(offset = 0) {
   params.set("limit", String(PAGE));
   params.set("offset", String(offset));
   say(error, "");
+  state.collectors = null; // the loads are read again with the next case opened
   $("#btn-cases").disabled = true;
   $("#cases").setAttribute("aria-busy", "true");
   const res = await api("GET", `/api/manager/cases?${params}`);
@@ -267,7 +269,7 @@ async function openCase(id) {
   const [res, strategy, collectors] = await Promise.all([
     api("GET", `/api/cases/${id}`),
     api("GET", `/api/manager/cases/${id}/strategy`),
-    api("GET", "/api/manager/collectors"),
+    state.collectors ? { ok: true, data: state.collectors } : api("GET", "/api/manager/collectors"),
   ]);
   if (state.case.id !== id) return; // another case was opened meanwhile
   if (!res.ok) {
@@ -330,6 +332,7 @@ async function giveCase(event) {
   // Kept as a key, so a language switch says it again in the new language.
   state.case.given = { key: res.data.kept ? "mg.give.done_kept" : "mg.give.done", who: res.data.agent_id };
   $("#give-why").value = "";
+  state.collectors = null; // a load changed
   await openCase(state.case.id);
 }
 
